@@ -1,0 +1,94 @@
+"""compare: is each image by the artist of the reference? Light imports only (no training code)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageError, PainterIDError
+
+
+def embedding_cache(fingerprint: dict):
+    """The FeatureStore that caches embeddings of compared files by content hash (None when disabled)."""
+    if os.environ.get("PAINTERID_NO_CACHE"):
+        return None
+    from .io import FINGERPRINT_KEYS
+    from .pipeline import cache_dir
+    from .store import FeatureStore
+
+    key = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
+    root = cache_dir() / "embeddings" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    try:
+        return FeatureStore.create_or_open(root, fingerprint)
+    except (PainterIDError, OSError):
+        return None  # an unusable cache must never stop a comparison
+
+
+def embed_paths(paths: list[Path], fingerprint: dict, device=None) -> np.ndarray:
+    """Vectors of image files for a model's embedding, from the cache where possible; a bad file raises."""
+    from .store import Row, file_sha256
+
+    for p in paths:
+        if not p.exists():
+            raise ImageError(f"{p}: no such file")
+        if p.is_dir():
+            raise ImageError(f"{p}: is a directory, not an image")
+    hashes = []
+    for p in paths:
+        try:
+            hashes.append(file_sha256(p))
+        except OSError as exc:
+            raise ImageError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    cache = embedding_cache(fingerprint)
+    vectors = np.zeros((len(paths), int(fingerprint["dim"])), dtype=np.float32)
+    where = cache.lookup(hashes) if cache is not None else np.full(len(paths), -1)
+    if (where >= 0).all():
+        return cache.vectors[where]
+    missing = [i for i in range(len(paths)) if where[i] < 0]
+    from .embedding import Embedder, config_from_fingerprint
+    from .io import check_config_match
+
+    embedder = Embedder(config_from_fingerprint(fingerprint), device=device, num_workers=0,
+                        batch_size=min(16, len(missing)))
+    check_config_match(embedder.fingerprint, fingerprint, what="this machine's backbone",
+                       fix="install the weights the model was made with")
+    new, failures = embedder.embed_files([paths[i] for i in missing])
+    if failures:
+        raise ImageError(failures[0][1])
+    for k, i in enumerate(missing):
+        vectors[i] = new[k]
+    for i in range(len(paths)):
+        if where[i] >= 0:
+            vectors[i] = cache.vectors[where[i]]
+    if cache is not None:
+        fresh = {}
+        for k, i in enumerate(missing):
+            fresh.setdefault(hashes[i], (str(paths[i]), new[k]))
+        try:
+            cache.append([Row(p, h) for h, (p, _) in fresh.items()], np.stack([v for _, v in fresh.values()]))
+        except OSError:
+            pass
+    return vectors
+
+
+def compare_files(reference: Path, others: list[Path], model_dir: Path, threshold: float | None = None,
+                  device=None) -> list[dict]:
+    """Score the reference against each other image with a PairModel; one dict per pair."""
+    from .scoring import PairModel
+
+    model = PairModel.load(model_dir)
+    paths = [Path(reference)] + [Path(o) for o in others]
+    vecs = embed_paths(paths, model.embedding, device=device)
+    a = np.repeat(vecs[:1], len(others), axis=0)
+    scores = model.scores(a, vecs[1:])
+    probs = model.probability(scores)
+    thr = model.threshold if threshold is None else float(threshold)
+    return [
+        {"image_a": str(paths[0]), "image_b": str(p), "score": round(float(s), 6), "probability": round(float(q), 6),
+         "threshold": thr, "same_artist": bool(s >= thr), "method": model.method}
+        for p, s, q in zip(paths[1:], scores, probs)
+    ]

@@ -1,0 +1,151 @@
+"""Data sets on disk: the Kaggle "Painter by Numbers" layout and one folder per artist."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+KAGGLE_CSVS = ("train_info.csv", "all_data_info.csv")
+
+
+@dataclass
+class Dataset:
+    """Paintings with their artists: `files[i]` was painted by `artists[i]`."""
+
+    root: Path
+    layout: str
+    files: list[Path]
+    artists: list[str]
+    names: list[str]  # how pair CSVs and reports refer to a painting (Kaggle: the file name)
+    sources: list[str] | None = None  # where each image came from (a `sources.csv` beside the data), if known
+    dropped: list[str] = field(default_factory=list)  # rows that named missing files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def artist_set(self) -> set[str]:
+        return set(self.artists)
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def discover(path: str | Path) -> Dataset:
+    """Read a data set: a Kaggle-layout folder, a folder per artist, or a flat folder of images."""
+    root = Path(path)
+    if not root.exists():
+        raise DataError(f"{root}: no such data folder")
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a folder of paintings, got a file")
+    for name in KAGGLE_CSVS:
+        if (root / name).is_file():
+            return _read_kaggle(root, root / name)
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    per_artist = [(d, sorted(f for f in d.rglob("*") if f.is_file() and is_image(f))) for d in subdirs]
+    per_artist = [(d, fs) for d, fs in per_artist if fs]
+    if per_artist:
+        files = [f for _, fs in per_artist for f in fs]
+        artists = [d.name for d, fs in per_artist for _ in fs]
+        names = [str(f.relative_to(root)) for f in files]
+        return Dataset(root, "folders", files, artists, names)
+    flat = sorted(f for f in root.iterdir() if f.is_file() and is_image(f))
+    if flat:
+        return Dataset(root, "flat", flat, [""] * len(flat), [f.name for f in flat])
+    raise DataError(
+        f"{root}: found no paintings (expected train_info.csv or all_data_info.csv, "
+        "one sub-folder per artist, or image files)"
+    )
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+        return list(reader)
+
+
+def _read_kaggle(root: Path, info: Path) -> Dataset:
+    if info.name == "all_data_info.csv":
+        rows = _read_csv(info, ("artist", "new_filename"))
+        entries = []
+        for r in rows:
+            sub = "train" if r.get("in_train", "True").strip().lower() in ("true", "1") else "test"
+            entries.append((r["new_filename"], r["artist"], root / sub / r["new_filename"]))
+    else:
+        rows = _read_csv(info, ("filename", "artist"))
+        entries = [(r["filename"], r["artist"], root / "train" / r["filename"]) for r in rows]
+
+    seen: set[str] = set()
+    files, artists, names, dropped = [], [], [], []
+    duplicates = 0
+    for name, artist, file in entries:
+        if name in seen:
+            duplicates += 1
+            continue
+        seen.add(name)
+        if not file.is_file():
+            dropped.append(name)
+            continue
+        files.append(file)
+        artists.append(artist.strip())
+        names.append(name)
+    if duplicates:
+        warnings.warn(f"{info}: dropped {duplicates} duplicate row(s)", stacklevel=2)
+    if dropped:
+        warnings.warn(
+            f"{info}: {len(dropped)} listed file(s) not found, dropped (first: {', '.join(dropped[:3])})",
+            stacklevel=2,
+        )
+    if not files:
+        raise DataError(f"{info}: none of the listed images exist under {root}")
+
+    sources = None
+    src_csv = root / "sources.csv"
+    if src_csv.is_file():
+        src_rows = _read_csv(src_csv, ("filename", "source"))
+        by_name = {r["filename"]: r["source"] for r in src_rows}
+        sources = [by_name.get(n, "") for n in names]
+    return Dataset(root, "kaggle", files, artists, names, sources=sources, dropped=dropped)
+
+
+def split_paintings(artists: list[str], val: float = 0.2, test: float = 0.2, holdout: float = 0.25,
+                    seed: int = 0) -> dict:
+    """Artist-disjoint train / validation / test split, plus held-out paintings of training artists.
+
+    Returns {"artists": {"train", "val", "test"}, "indices": {"train", "val", "test_seen", "test_unseen"}}.
+    Held-out paintings of training artists (for the seen-artist test) come only from artists with at least
+    four paintings, two or more each, so they form same-artist pairs.
+    """
+    import numpy as np
+
+    from .evaluation.pairs import split_artists
+
+    train_frac = 1.0 - val - test
+    if train_frac <= 0:
+        raise DataError("--val-artists plus --test-artists must leave some artists for training")
+    groups = split_artists(artists, fractions=(train_frac, val, test), seed=seed)
+    rng = np.random.default_rng(seed)
+    arr = np.asarray(artists, dtype=object)
+    train_set = set(groups["train"])
+    idx = {"train": [], "val": [], "test_seen": [], "test_unseen": []}
+    for a in sorted(train_set):
+        rows = np.flatnonzero(arr == a)
+        n_hold = int(round(holdout * len(rows))) if len(rows) >= 4 else 0
+        n_hold = max(2, n_hold) if n_hold else 0
+        rows = rng.permutation(rows)
+        idx["test_seen"].extend(rows[:n_hold].tolist())
+        idx["train"].extend(rows[n_hold:].tolist())
+    val_set, test_set = set(groups["val"]), set(groups["test"])
+    idx["val"] = [i for i, a in enumerate(artists) if a in val_set]
+    idx["test_unseen"] = [i for i, a in enumerate(artists) if a in test_set]
+    return {"artists": {k: sorted(v) for k, v in groups.items()},
+            "indices": {k: np.array(sorted(v), dtype=np.int64) for k, v in idx.items()}}

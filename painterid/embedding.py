@@ -1,0 +1,242 @@
+"""From image files to one vector per painting: views, backbone, pooling, batching, device handling."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import ImageError
+
+DEFAULT_BACKBONE = "mobilenetv2"
+FALLBACK_BACKBONE = "efficientnet_lite2"
+DEFAULT_VIEW = "center"
+DEFAULT_POOL = "style"
+
+
+def default_backbone() -> str:
+    """The shipped default backbone: MobileNetV2 when its optional weights are installed, else EfficientNet-Lite2."""
+    from .backbones import weights_status
+
+    return DEFAULT_BACKBONE if weights_status(DEFAULT_BACKBONE).startswith("available") else FALLBACK_BACKBONE
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """What turns an image into a vector: backbone (and weights), view, pooling."""
+
+    backbone: str = FALLBACK_BACKBONE
+    view: str = DEFAULT_VIEW
+    pool: str = DEFAULT_POOL
+    n_patches: int = 8
+    weights: str | None = None  # a user-supplied weights file; None = the registry's source
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The device to run on: `name` if given, else CUDA when present, else CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class _FileViews(torch.utils.data.Dataset):
+    """Decodes one file into its views; a bad file yields its error message instead of a tensor."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], transform: Callable):
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from .images import load_image
+
+        try:
+            return i, self.transform(load_image(self.paths[i])), ""
+        except ImageError as exc:
+            return i, None, str(exc)
+        except Exception as exc:  # a transform failing on a decodable but odd image
+            return i, None, f"{self.paths[i]}: {type(exc).__name__}: {exc}"
+
+
+def _collate(items):
+    good = [(i, t) for i, t, _ in items if t is not None]
+    bad = [(i, msg) for i, t, msg in items if t is None]
+    idx = [i for i, _ in good]
+    views = torch.stack([t for _, t in good]) if good else None
+    return idx, views, bad
+
+
+class Embedder:
+    """Embeds images with one backbone, view and pooling; the vectors are L2-normalised."""
+
+    def __init__(self, config: EmbeddingConfig = EmbeddingConfig(), device: str | torch.device | None = None,
+                 batch_size: int = 16, num_workers: int | None = None):
+        from .backbones import create_backbone, weights_id
+        from .features import FeatureExtractor
+        from .images import VIEW_COMBINE, ViewTransform
+
+        self.config = config
+        self.device = pick_device(str(device) if device else None)
+        self.batch_size = batch_size
+        self.num_workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if num_workers is None else num_workers
+        model, data_config = create_backbone(config.backbone, weights=config.weights)
+        self.data_config = data_config
+        self.extractor = FeatureExtractor(model, config.pool).eval().to(self.device)
+        if self.device.type == "cuda":
+            self.extractor = self.extractor.to(memory_format=torch.channels_last)
+        self.transform = ViewTransform(config.view, data_config, n_patches=config.n_patches)
+        self.combine = VIEW_COMBINE[config.view]
+        n_views = self.transform.n_views
+        dim = self.extractor.dim * (n_views if self.combine == "concat" else 1)
+        self.fingerprint = {
+            "backbone": config.backbone,
+            "weights_id": weights_id(config.backbone, config.weights),
+            "weights_file": str(config.weights) if config.weights else None,
+            "view": config.view,
+            "pool": config.pool,
+            "n_patches": config.n_patches if config.view == "patches" else None,
+            "input_size": list(data_config["input_size"]),
+            "mean": list(data_config["mean"]),
+            "std": list(data_config["std"]),
+            "interpolation": data_config.get("interpolation"),
+            "crop_pct": data_config.get("crop_pct"),
+            "dim": int(dim),
+            "painterid_version": __version__,
+        }
+
+    @property
+    def dim(self) -> int:
+        return self.fingerprint["dim"]
+
+    @torch.inference_mode()
+    def embed_views(self, views: torch.Tensor) -> np.ndarray:
+        """[B, V, 3, H, W] views → [B, D] normalised vectors."""
+        b, v = views.shape[:2]
+        x = views.flatten(0, 1).to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.float16):
+                feats = self.extractor(x)
+        else:
+            feats = self.extractor(x)
+        feats = torch.nn.functional.normalize(feats.float(), dim=-1).view(b, v, -1)
+        if self.combine == "single":
+            out = feats[:, 0]
+        elif self.combine == "concat":
+            out = feats.flatten(1)
+        else:
+            out = feats.mean(1)
+        return torch.nn.functional.normalize(out, dim=-1).cpu().numpy().astype(np.float32)
+
+    def embed_images(self, images: Sequence) -> np.ndarray:
+        """Embed PIL images already in memory."""
+        views = torch.stack([self.transform(im) for im in images])
+        return self.embed_views(views)
+
+    def iter_files(self, paths: Sequence[str | os.PathLike], progress: Callable[[int], None] | None = None):
+        """Yield (indices, vectors, failures) batch by batch; failures are (index, message)."""
+        paths = list(paths)
+        workers = self.num_workers if len(paths) > self.batch_size else 0
+        loader = torch.utils.data.DataLoader(
+            _FileViews(paths, self.transform), batch_size=self.batch_size, shuffle=False,
+            num_workers=workers, collate_fn=_collate, pin_memory=self.device.type == "cuda",
+            persistent_workers=False, prefetch_factor=4 if workers else None,
+        )
+        for idx, views, bad in loader:
+            vecs = self.embed_views(views) if views is not None else np.zeros((0, self.dim), np.float32)
+            if progress:
+                progress(len(idx) + len(bad))
+            yield idx, vecs, bad
+
+    def embed_files(self, paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """Embed files in order; rows of files that failed are NaN and listed in the failures."""
+        out = np.full((len(paths), self.dim), np.nan, dtype=np.float32)
+        failures: list[tuple[int, str]] = []
+        for idx, vecs, bad in self.iter_files(paths):
+            out[idx] = vecs
+            failures.extend(bad)
+        return out, failures
+
+
+def config_from_fingerprint(fp: dict) -> EmbeddingConfig:
+    """The EmbeddingConfig that reproduces a stored fingerprint (a model's or a store's)."""
+    weights = fp.get("weights_file")
+    return EmbeddingConfig(backbone=fp["backbone"], view=fp["view"], pool=fp["pool"],
+                           n_patches=fp.get("n_patches") or 8, weights=weights)
+
+
+def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder, artists: Sequence[str] | None = None,
+                  names: Sequence[str] | None = None, sources: Sequence[str] | None = None,
+                  commit_every: int = 256, progress: Callable[[int, int], None] | None = None):
+    """Embed the files the store lacks, committing every `commit_every`; returns the failures.
+
+    A file whose content is already in the store (same sha256) is not recomputed: its vector is reused.
+    """
+    from .store import Row, file_sha256
+
+    files = [str(Path(f)) for f in files]
+    n = len(files)
+    artists = list(artists) if artists is not None else [""] * n
+    names = list(names) if names is not None else [Path(f).name for f in files]
+    sources = list(sources) if sources is not None else [""] * n
+
+    have_paths = {r.path for r in store.rows}
+    failures: list[tuple[str, str]] = []
+    todo, hashes = [], {}
+    for i, f in enumerate(files):
+        if f in have_paths:
+            continue
+        try:
+            hashes[i] = file_sha256(f)
+        except OSError as exc:
+            failures.append((f, f"{f}: cannot read ({exc.strerror or exc})"))
+            continue
+        todo.append(i)
+
+    done = n - len(todo) - len(failures)
+    if progress:
+        progress(done, n)
+
+    # Content already embedded under another path: copy the vector.
+    known = store.by_hash()
+    reuse = [i for i in todo if hashes[i] in known]
+    if reuse:
+        rows = [Row(files[i], hashes[i], artists[i], names[i], sources[i]) for i in reuse]
+        store.append(rows, store.vectors[[known[hashes[i]] for i in reuse]])
+        done += len(reuse)
+        if progress:
+            progress(done, n)
+    todo = [i for i in todo if hashes[i] not in known]
+
+    pend_rows, pend_vecs = [], []
+
+    def flush():
+        if pend_rows:
+            store.append(list(pend_rows), np.concatenate(pend_vecs))
+            pend_rows.clear()
+            pend_vecs.clear()
+
+    for idx, vecs, bad in embedder.iter_files([files[i] for i in todo]):
+        for j, v in zip(idx, vecs):
+            i = todo[j]
+            pend_rows.append(Row(files[i], hashes[i], artists[i], names[i], sources[i]))
+            pend_vecs.append(v[None])
+        failures.extend((files[todo[j]], msg) for j, msg in bad)
+        done += len(idx) + len(bad)
+        if progress:
+            progress(done, n)
+        if len(pend_rows) >= commit_every:
+            flush()
+    flush()
+    return failures
+
+
+def as_dict(config: EmbeddingConfig) -> dict:
+    return asdict(config)

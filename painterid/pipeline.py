@@ -1,0 +1,88 @@
+"""The one path every command walks: data → FeatureStore → vectors with artists → scores.
+
+Library users call these directly; the CLI only adds options and Rich output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import Dataset, discover
+from .embedding import Embedder, EmbeddingConfig, config_from_fingerprint, embed_dataset
+from .errors import DataError
+from .io import check_config_match
+from .store import FeatureStore
+
+
+def cache_dir() -> Path:
+    """Where painterid keeps derived data (feature stores of data sets): $PAINTERID_CACHE or ~/.cache/painterid."""
+    env = os.environ.get("PAINTERID_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "painterid"
+
+
+def default_store_dir(data: Path, fingerprint: dict) -> Path:
+    """A cache store path unique to this data folder and embedding."""
+    key = "|".join([str(Path(data).resolve())] + [f"{k}={fingerprint.get(k)}" for k in sorted(fingerprint)
+                                                  if k not in ("dim", "painterid_version")])
+    return cache_dir() / "stores" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Labelled:
+    """Vectors of paintings with their artists (from a store, optionally restricted to one data set)."""
+
+    vectors: np.ndarray
+    artists: list[str]
+    names: list[str]
+    hashes: list[str]
+    sources: list[str] | None
+    embedding: dict
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def embed_data(data: str | Path, embedder: Embedder, store_dir: str | Path | None = None,
+               progress=None) -> tuple[FeatureStore, Dataset, list[tuple[str, str]]]:
+    """Embed a data set into a (new or resumed) store; returns the store, the data set and the failures."""
+    dataset = discover(data)
+    store_dir = Path(store_dir) if store_dir else default_store_dir(Path(data), embedder.fingerprint)
+    store = FeatureStore.create_or_open(store_dir, embedder.fingerprint)
+    failures = embed_dataset(store, dataset.files, embedder, artists=dataset.artists, names=dataset.names,
+                             sources=dataset.sources, progress=progress)
+    return store, dataset, failures
+
+
+def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None = None,
+             store_dir: str | Path | None = None, progress=None, device=None, batch_size: int = 16,
+             num_workers: int | None = None) -> Labelled:
+    """Vectors and artists of DATA (embedding what is missing) or of an existing STORE."""
+    path = Path(data_or_store)
+    if FeatureStore.is_store(path):
+        store = FeatureStore.open(path)
+        if isinstance(embedding, dict):
+            check_config_match(store.embedding, embedding, what=f"feature store {path}",
+                               fix="re-embed the data with the model's backbone (painterid embed --backbone ...)")
+        rows = store.rows
+        if not rows:
+            raise DataError(f"{path}: the feature store is empty")
+        return Labelled(store.vectors, [r.artist for r in rows], [r.name for r in rows], [r.sha256 for r in rows],
+                        [r.source for r in rows] if any(r.source for r in rows) else None, store.embedding)
+    if isinstance(embedding, dict):
+        config = config_from_fingerprint(embedding)
+    else:
+        config = embedding or EmbeddingConfig()
+    embedder = Embedder(config, device=device, batch_size=batch_size, num_workers=num_workers)
+    if isinstance(embedding, dict):
+        check_config_match(embedder.fingerprint, embedding, what="this machine's backbone",
+                           fix="install the same weights the model was made with")
+    store, dataset, failures = embed_data(path, embedder, store_dir, progress=progress)
+    where = store.select([str(f) for f in dataset.files])
+    ok = where >= 0
+    rows = [store.rows[i] for i in where[ok]]
+    sources = [s for s, k in zip(dataset.sources, ok) if k] if dataset.sources else None
+    return Labelled(store.vectors[where[ok]], [r.artist for r in rows], [r.name for r in rows],
+                    [r.sha256 for r in rows], sources, store.embedding, failures)

@@ -1,0 +1,30 @@
+"""MODEL_CARD.md: what a model is, what it was trained on, how it was measured."""
+
+from __future__ import annotations
+
+
+def model_card(model, figures: str | None = None) -> str:
+    """A Markdown card for a PairModel; `figures` is an optional Markdown block of measured results."""
+    e = model.embedding
+    a = model.artists or {}
+    v = model.info.get("validation", {})
+    lines = [
+        f"# painterid model: `{model.method}`",
+        "",
+        f"- **Scorer**: {model.method}; normaliser: {model.normaliser}"
+        + (f" (k = {model.csls_k}, cohort of {len(model.cohort)})" if model.cohort is not None else ""),
+        f"- **Embedding**: backbone `{e.get('backbone')}` ({e.get('weights_id')}), view `{e.get('view')}`, "
+        f"pooling `{e.get('pool')}`, input {e.get('input_size')}, dimension {e.get('dim')}",
+        f"- **Artists**: {len(a.get('train', []))} training, {len(a.get('val', []))} validation "
+        f"(threshold and calibration), {len(a.get('test', []))} test (never used for any choice)",
+        f"- **Decision threshold**: score ≥ {model.threshold:.4f} → same artist "
+        f"(calibrated probability {float(model.calibrator([model.threshold])[0]):.3f}); probabilities are "
+        "calibrated on balanced validation pairs (prior 0.5).",
+    ]
+    if v:
+        lines.append(f"- **Validation**: {v.get('pairs')} pairs, ROC AUC {v.get('auc', float('nan')):.3f}; "
+                     f"AUC by normaliser: {v.get('auc_by_normaliser')}")
+    if model.info.get("source"):
+        lines.append(f"- **Made by**: `{model.info['source']}`")
+    lines += ["", "## Measured", "", figures or "See `painterid evaluate --model THIS --data DATA --split all`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""Pair scorers over embeddings: each maps two batches of vectors to one similarity score per pair."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+METHODS = ("cosine", "siamese", "metric", "classifier")
+
+
+class CosineScorer(nn.Module):
+    """The untrained baseline: cosine similarity of the (already normalised) embeddings."""
+
+    method = "cosine"
+
+    def space(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(-1)
+
+
+class SiameseHead(nn.Module):
+    """The report's siamese head: an MLP over |a-b| and a*b of frozen embeddings, giving a logit."""
+
+    method = "siamese"
+
+    def __init__(self, dim: int, hidden: int = 256, dropout: float = 0.3):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden // 2, 1),
+        )
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([(a - b).abs(), a * b], dim=-1)).squeeze(-1)
+
+
+class MetricHead(nn.Module):
+    """A projection trained with a metric-learning loss; the pair score is cosine in the learned space."""
+
+    method = "metric"
+
+    def __init__(self, dim: int, out_dim: int = 128, hidden: int = 512):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+    def space(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(x), dim=-1)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (self.space(a) * self.space(b)).sum(-1)
+
+
+class ClassifierHead(nn.Module):
+    """The Kaggle winner's scorer: an artist classifier; pair score = dot product of the softmax vectors."""
+
+    method = "classifier"
+
+    def __init__(self, dim: int, n_classes: int, hidden: int = 512, dropout: float = 0.3):
+        super().__init__()
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, n_classes))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def space(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x).softmax(-1)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (self.space(a) * self.space(b)).sum(-1)
+
+
+def build_head(method: str, dim: int, params: dict) -> nn.Module:
+    """Rebuild a scorer from its method name and the constructor params saved in a model's config."""
+    if method == "cosine":
+        return CosineScorer()
+    if method == "siamese":
+        return SiameseHead(dim, **params)
+    if method == "metric":
+        return MetricHead(dim, **params)
+    if method == "classifier":
+        return ClassifierHead(dim, **params)
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

@@ -1,0 +1,202 @@
+"""PairModel: the artefact `compare`, `evaluate` and `submit` load: scorer + normaliser + calibration + threshold.
+
+Directory layout::
+
+    MODEL/config.json          method, embedding fingerprint, head params, normaliser, calibration, threshold,
+                               train / validation / test artists, measured figures
+    MODEL/model.safetensors    head weights (`head.*`) and the normalisation cohort (`cohort`); absent when empty
+    MODEL/training_set.csv     sha256 of every painting trained on (evaluate leaves them out)
+    MODEL/curves.png, MODEL/MODEL_CARD.md
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import ArtefactError
+from ..io import atomic_dir, read_json, write_json
+from .calibration import Calibrator
+from .heads import build_head
+from .normalise import csls, neighbourhood
+
+FORMAT_VERSION = 1
+KIND = "painterid.pair-model"
+
+
+class PairModel:
+    """Scores pairs of embeddings: raw head score → (CSLS) → probability and verdict at the threshold."""
+
+    def __init__(self, method: str, embedding: dict, head: torch.nn.Module, head_params: dict | None = None,
+                 normaliser: str = "none", csls_k: int = 10, cohort: np.ndarray | None = None,
+                 calibrator: Calibrator | None = None, threshold: float = 0.5,
+                 artists: dict[str, list[str]] | None = None, train_hashes: Sequence[str] = (),
+                 info: dict | None = None):
+        self.method = method
+        self.embedding = embedding
+        self.head = head.eval()
+        self.head_params = head_params or {}
+        self.normaliser = normaliser
+        self.csls_k = csls_k
+        self.cohort = None if cohort is None else np.asarray(cohort, dtype=np.float32)
+        self.calibrator = calibrator or Calibrator()
+        self.threshold = float(threshold)
+        self.artists = artists or {"train": [], "val": [], "test": []}
+        self.train_hashes = list(train_hashes)
+        self.info = info or {}
+        self._r_cohort_space = None
+
+    # -- scoring ---------------------------------------------------------------------------------
+    @property
+    def train_artists(self) -> set[str]:
+        return set(self.artists.get("train", []))
+
+    @torch.inference_mode()
+    def space(self, x: np.ndarray) -> np.ndarray | None:
+        """Vectors in the space where the head's score is a dot product (None for the siamese head)."""
+        if not hasattr(self.head, "space"):
+            return None
+        return self.head.space(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+    @torch.inference_mode()
+    def raw_scores(self, a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """Head score of each pair (a[i], b[i])."""
+        out = np.empty(len(a), dtype=np.float32)
+        for s in range(0, len(a), chunk):
+            ta = torch.from_numpy(np.ascontiguousarray(a[s:s + chunk], dtype=np.float32))
+            tb = torch.from_numpy(np.ascontiguousarray(b[s:s + chunk], dtype=np.float32))
+            out[s:s + chunk] = self.head(ta, tb).float().numpy()
+        return out
+
+    @torch.inference_mode()
+    def score_matrix(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Head score of every (x[i], y[j])."""
+        sx, sy = self.space(x), self.space(y)
+        if sx is not None:
+            return sx @ sy.T
+        ty = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+        rows = [self.head(torch.from_numpy(row[None]).expand(len(y), -1), ty).numpy() for row in
+                np.ascontiguousarray(x, dtype=np.float32)]
+        return np.stack(rows) if rows else np.zeros((0, len(y)), np.float32)
+
+    def neighbourhood(self, x: np.ndarray) -> np.ndarray:
+        """r(x): mean of the k best scores of each vector against the cohort."""
+        return neighbourhood(lambda q: self.score_matrix(q, self.cohort), x, self.csls_k)
+
+    def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Normalised score of each pair; higher = more likely the same artist."""
+        raw = self.raw_scores(a, b)
+        if self.normaliser == "csls" and self.cohort is not None and len(self.cohort):
+            return csls(raw, self.neighbourhood(a), self.neighbourhood(b))
+        return raw
+
+    def score_pairs(self, vectors: np.ndarray, pairs: np.ndarray, chunk: int = 1_000_000,
+                    progress=None) -> np.ndarray:
+        """Scores of index pairs (i, j) into one matrix of vectors, chunked so memory stays flat."""
+        pairs = np.asarray(pairs)
+        out = np.empty(len(pairs), dtype=np.float32)
+        space = self.space(vectors)
+        r = None
+        if self.normaliser == "csls" and self.cohort is not None and len(self.cohort):
+            r = self.neighbourhood(vectors)
+        for s in range(0, len(pairs), chunk):
+            i, j = pairs[s:s + chunk, 0], pairs[s:s + chunk, 1]
+            if space is not None:
+                raw = np.einsum("nd,nd->n", space[i], space[j])
+            else:
+                raw = self.raw_scores(vectors[i], vectors[j])
+            out[s:s + chunk] = raw if r is None else csls(raw, r[i], r[j])
+            if progress:
+                progress(min(s + chunk, len(pairs)))
+        return out
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        return self.calibrator(scores)
+
+    def same(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) >= self.threshold
+
+    # -- artefact --------------------------------------------------------------------------------
+    def config(self) -> dict:
+        return {
+            "kind": KIND, "format_version": FORMAT_VERSION, "painterid_version": __version__,
+            "method": self.method, "embedding": self.embedding, "head_params": self.head_params,
+            "normaliser": self.normaliser, "csls_k": self.csls_k,
+            "calibration": self.calibrator.to_dict(), "threshold": self.threshold,
+            "threshold_probability": float(self.calibrator(np.array([self.threshold]))[0]),
+            "artists": self.artists, "info": self.info,
+        }
+
+    def save(self, out: str | Path, extra_files: dict[str, bytes] | None = None) -> Path:
+        """Write the model directory atomically (a crash leaves the previous one, or none)."""
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        with atomic_dir(out) as tmp:
+            write_json(tmp / "config.json", self.config())
+            tensors = {f"head.{k}": v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
+            if self.cohort is not None:
+                tensors["cohort"] = torch.from_numpy(self.cohort)
+            if tensors:
+                save_file(tensors, str(tmp / "model.safetensors"))
+            with open(tmp / "training_set.csv", "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["sha256"])
+                w.writerows([h] for h in self.train_hashes)
+            for name, data in (extra_files or {}).items():
+                (tmp / name).write_bytes(data)
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PairModel":
+        """Load a model directory: JSON and safetensors only, never pickle."""
+        path = Path(path)
+        if not path.is_dir():
+            raise ArtefactError(f"{path}: no such model directory")
+        cfg = read_json(path / "config.json", "painterid model")
+        if cfg.get("kind") != KIND:
+            raise ArtefactError(f"{path}: not a painterid model (kind {cfg.get('kind')!r})")
+        if cfg.get("format_version", 0) > FORMAT_VERSION:
+            raise ArtefactError(f"{path}: model format {cfg['format_version']} is newer than this painterid "
+                                f"reads ({FORMAT_VERSION}); upgrade painterid")
+        dim = int(cfg["embedding"]["dim"])
+        try:
+            head = build_head(cfg["method"], dim, cfg.get("head_params", {}))
+        except (TypeError, ValueError) as exc:
+            raise ArtefactError(f"{path}: bad head in config.json ({exc})") from None
+        cohort = None
+        weights = path / "model.safetensors"
+        state = {}
+        if weights.is_file():
+            from safetensors.torch import load_file
+
+            try:
+                tensors = load_file(str(weights))
+            except Exception as exc:  # not a safetensors file (e.g. a pickle renamed): refuse, don't execute
+                raise ArtefactError(f"{weights}: not a valid safetensors file ({exc})") from None
+            state = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
+            if "cohort" in tensors:
+                cohort = tensors["cohort"].numpy()
+        expected = head.state_dict().keys()
+        if set(state) != set(expected):
+            raise ArtefactError(f"{path}: model.safetensors does not hold the weights of a {cfg['method']} head "
+                                f"(missing: {sorted(set(expected) - set(state))[:3]})")
+        if state:
+            try:
+                head.load_state_dict(state)
+            except RuntimeError as exc:
+                raise ArtefactError(f"{path}: weights do not fit the head ({str(exc).splitlines()[0]})") from None
+        hashes: list[str] = []
+        ts = path / "training_set.csv"
+        if ts.is_file():
+            with open(ts, newline="") as fh:
+                hashes = [r["sha256"] for r in csv.DictReader(fh)]
+        return cls(cfg["method"], cfg["embedding"], head, cfg.get("head_params", {}),
+                   normaliser=cfg.get("normaliser", "none"), csls_k=cfg.get("csls_k", 10), cohort=cohort,
+                   calibrator=Calibrator(**cfg.get("calibration", {})), threshold=cfg.get("threshold", 0.5),
+                   artists=cfg.get("artists"), train_hashes=hashes, info=cfg.get("info", {}))

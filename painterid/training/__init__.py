@@ -1,0 +1,38 @@
+"""Training (imported only by `painterid train`): split, fit a method, calibrate, save the model directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..datasets import split_paintings
+from ..errors import DataError
+from ..pipeline import Labelled
+from .curves import curves_png
+from .fit import METRIC_LOSSES, TrainOptions, fit
+
+__all__ = ["METRIC_LOSSES", "TrainOptions", "fit", "train_model"]
+
+
+def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float = 0.2, test: float = 0.2,
+                holdout: float = 0.25, log=None):
+    """Split `data` by artist, train `opts.method`, save the model to `out`; returns (model, history, split)."""
+    from ..scoring.card import model_card
+
+    artists = [a for a in data.artists]
+    if any(not a for a in artists):
+        raise DataError("training needs the artist of every painting (Kaggle CSV or one folder per artist)")
+    split = split_paintings(artists, val=val, test=test, holdout=holdout, seed=opts.seed)
+    ix = split["indices"]
+    if len(ix["train"]) < 4 or len(ix["val"]) < 2:
+        raise DataError(f"too few paintings to train ({len(ix['train'])} training, {len(ix['val'])} validation)")
+    model, history = fit(
+        data.vectors[ix["train"]], [artists[i] for i in ix["train"]],
+        data.vectors[ix["val"]], [artists[i] for i in ix["val"]],
+        data.embedding, opts, artists_split=split["artists"],
+        train_hashes=[data.hashes[i] for i in ix["train"]], log=log,
+    )
+    extra = {"MODEL_CARD.md": model_card(model).encode()}
+    if history:
+        extra["curves.png"] = curves_png(history, f"painterid {opts.method} ({data.embedding['backbone']})")
+    model.save(out, extra_files=extra)
+    return model, history, split

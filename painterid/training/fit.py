@@ -1,0 +1,263 @@
+"""Training the pair scorers over frozen embeddings; imported only by `painterid train`.
+
+Every method is early-stopped and tuned on VALIDATION artists (never the test artists), then calibrated on
+them: the threshold and the probability mapping come from pairs of artists the head never saw.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..evaluation.metrics import best_threshold, roc_auc
+from ..evaluation.pairs import balanced_pairs
+from ..scoring.calibration import Calibrator
+from ..scoring.heads import ClassifierHead, CosineScorer, MetricHead, SiameseHead
+from ..scoring.model import PairModel
+
+METRIC_LOSSES = ("supcon", "contrastive", "triplet", "multisimilarity", "arcface", "subcenter_arcface")
+
+
+@dataclass
+class TrainOptions:
+    """Hyper-parameters of `painterid train` (defaults measured on ../shared/paintings, see docs/RESULTS.md)."""
+
+    method: str = "siamese"
+    pairs: str = "all"  # siamese: "all" = every same-artist pair + as many different (the report); "triples"
+    max_pairs: int = 200_000
+    epochs: int = 40
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    patience: int = 8
+    hidden: int = 256
+    dropout: float = 0.3
+    out_dim: int = 128
+    loss: str = "supcon"
+    m_per_class: int = 2
+    normaliser: str = "auto"  # none | csls | auto (pick by validation AUC)
+    csls_k: int = 10
+    cohort_size: int = 4096
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return np.random.default_rng(seed)
+
+
+def _artist_codes(artists: list[str]) -> tuple[np.ndarray, list[str]]:
+    names = sorted(set(artists))
+    lookup = {a: i for i, a in enumerate(names)}
+    return np.array([lookup[a] for a in artists], dtype=np.int64), names
+
+
+def report_triples(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The report's training pairs: each painting with ≥1 same-artist partner is a reference; it is paired with
+    a random painting of the same artist (label 1) and a random painting of another artist (label 0)."""
+    by_artist: dict[int, np.ndarray] = {}
+    for c in np.unique(codes):
+        by_artist[int(c)] = np.flatnonzero(codes == c)
+    rows = []
+    n = len(codes)
+    for ref in rng.permutation(n):
+        same = by_artist[int(codes[ref])]
+        if len(same) < 2:
+            continue
+        partner = ref
+        while partner == ref:
+            partner = int(rng.choice(same))
+        other = int(rng.integers(n))
+        while codes[other] == codes[ref]:
+            other = int(rng.integers(n))
+        rows.append((ref, partner, 1))
+        rows.append((ref, other, 0))
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def _val_scores(head: nn.Module, xv: torch.Tensor, vpairs: np.ndarray) -> np.ndarray:
+    head.eval()
+    with torch.inference_mode():
+        return head(xv[vpairs[:, 0]], xv[vpairs[:, 1]]).float().numpy()
+
+
+def _bce_val_loss(scores: np.ndarray, labels: np.ndarray) -> float:
+    t = torch.from_numpy(scores.astype(np.float32))
+    return float(nn.functional.binary_cross_entropy_with_logits(t, torch.from_numpy(labels.astype(np.float32))))
+
+
+def _metric_loss(name: str, n_classes: int, dim: int):
+    from pytorch_metric_learning import distances, losses, miners
+
+    if name == "supcon":
+        return losses.SupConLoss(temperature=0.1), None
+    if name == "contrastive":
+        return losses.ContrastiveLoss(pos_margin=0.0, neg_margin=0.5, distance=distances.CosineSimilarity()), None
+    if name == "triplet":
+        return (losses.TripletMarginLoss(margin=0.2, distance=distances.CosineSimilarity()),
+                miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard", distance=distances.CosineSimilarity()))
+    if name == "multisimilarity":
+        return losses.MultiSimilarityLoss(), miners.MultiSimilarityMiner()
+    if name == "arcface":
+        return losses.ArcFaceLoss(n_classes, dim, margin=28.6, scale=30), None
+    if name == "subcenter_arcface":
+        return losses.SubCenterArcFaceLoss(n_classes, dim, margin=28.6, scale=30, sub_centers=3), None
+    raise ValueError(f"unknown metric loss {name!r}; choose from {', '.join(METRIC_LOSSES)}")
+
+
+def _train_loop(head: nn.Module, opts: TrainOptions, step_epoch, xv, vpairs, log) -> tuple[nn.Module, list[dict]]:
+    """Run epochs of `step_epoch`, keep the head state with the best validation AUC (early stopping)."""
+    history: list[dict] = []
+    best_auc, best_state, stale = -np.inf, copy.deepcopy(head.state_dict()), 0
+    for epoch in range(1, opts.epochs + 1):
+        head.train()
+        train_loss = step_epoch(epoch)
+        vs = _val_scores(head, xv, vpairs)
+        auc = roc_auc(vs, vpairs[:, 2])
+        rec = {"epoch": epoch, "train_loss": train_loss, "val_auc": auc}
+        if opts.method == "siamese":
+            rec["val_loss"] = _bce_val_loss(vs, vpairs[:, 2])
+        history.append(rec)
+        if log:
+            log(rec)
+        if auc > best_auc + 1e-4:
+            best_auc, best_state, stale = auc, copy.deepcopy(head.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= opts.patience:
+                break
+    head.load_state_dict(best_state)
+    return head.eval(), history
+
+
+def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_artists: list[str],
+        embedding: dict, opts: TrainOptions, artists_split: dict[str, list[str]] | None = None,
+        train_hashes: list[str] | None = None, log=None) -> tuple[PairModel, list[dict]]:
+    """Train one method on the training paintings, stop and calibrate on the validation artists."""
+    rng = _seed_everything(opts.seed)
+    xt = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
+    xv = torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32))
+    codes, names = _artist_codes(list(train_artists))
+    vpairs = balanced_pairs(list(val_artists), seed=opts.seed)
+    if len(vpairs) == 0:
+        raise ValueError("the validation artists have no same-artist pairs; use more data or --val-artists")
+    dim = xt.shape[1]
+    gen = torch.Generator().manual_seed(opts.seed)
+    history: list[dict] = []
+
+    if opts.method == "cosine":
+        head, params = CosineScorer(), {}
+    elif opts.method == "siamese":
+        params = {"hidden": opts.hidden, "dropout": opts.dropout}
+        head = SiameseHead(dim, **params)
+        optim = torch.optim.AdamW(head.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+        lossf = nn.BCEWithLogitsLoss()
+
+        def step(epoch):
+            if opts.pairs == "triples":
+                trip = torch.from_numpy(report_triples(codes, rng))
+            else:  # negatives re-drawn every epoch
+                trip = torch.from_numpy(balanced_pairs(list(train_artists), seed=opts.seed * 1000 + epoch,
+                                                       max_pos=opts.max_pairs // 2))
+            order = torch.randperm(len(trip), generator=gen)
+            total = 0.0
+            for s in range(0, len(trip), opts.batch_size):
+                b = trip[order[s:s + opts.batch_size]]
+                logit = head(xt[b[:, 0]], xt[b[:, 1]])
+                loss = lossf(logit, b[:, 2].float())
+                optim.zero_grad()
+                loss.backward()
+                optim.step()
+                total += loss.item() * len(b)
+            return total / max(1, len(trip))
+
+        head, history = _train_loop(head, opts, step, xv, vpairs, log)
+    elif opts.method == "metric":
+        from pytorch_metric_learning.samplers import MPerClassSampler
+
+        params = {"out_dim": opts.out_dim, "hidden": opts.hidden * 2}
+        head = MetricHead(dim, **params)
+        loss_fn, miner = _metric_loss(opts.loss, len(names), opts.out_dim)
+        groups = [{"params": head.parameters()}]
+        if any(True for _ in loss_fn.parameters()):
+            groups.append({"params": loss_fn.parameters(), "lr": opts.lr * 10})
+        optim = torch.optim.AdamW(groups, lr=opts.lr, weight_decay=opts.weight_decay)
+        labels = torch.from_numpy(codes)
+        multi = np.bincount(codes)[codes] >= 2
+        keep = np.flatnonzero(multi)
+        n_multi = len(np.unique(codes[keep]))
+        batch = min(opts.batch_size, len(keep), opts.m_per_class * n_multi)
+        batch = max(opts.m_per_class * 2, batch // opts.m_per_class * opts.m_per_class)
+
+        def step(epoch):
+            torch.manual_seed(opts.seed * 1000 + epoch)
+            sampler = MPerClassSampler(labels[keep].tolist(), m=opts.m_per_class, batch_size=batch,
+                                       length_before_new_iter=max(batch, len(keep)))
+            idx = torch.from_numpy(keep)[torch.tensor(list(iter(sampler)))]
+            total, n = 0.0, 0
+            for s in range(0, len(idx), batch):
+                b = idx[s:s + batch]
+                z = head.space(xt[b])
+                y = labels[b]
+                loss = loss_fn(z, y, miner(z, y)) if miner is not None else loss_fn(z, y)
+                optim.zero_grad()
+                loss.backward()
+                optim.step()
+                total += loss.item() * len(b)
+                n += len(b)
+            return total / max(1, n)
+
+        head, history = _train_loop(head, opts, step, xv, vpairs, log)
+    elif opts.method == "classifier":
+        params = {"n_classes": len(names), "hidden": opts.hidden * 2, "dropout": opts.dropout}
+        head = ClassifierHead(dim, **params)
+        optim = torch.optim.AdamW(head.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+        labels = torch.from_numpy(codes)
+        lossf = nn.CrossEntropyLoss(label_smoothing=0.1)
+
+        def step(epoch):
+            order = torch.randperm(len(xt), generator=gen)
+            total = 0.0
+            for s in range(0, len(order), opts.batch_size):
+                b = order[s:s + opts.batch_size]
+                loss = lossf(head.logits(xt[b]), labels[b])
+                optim.zero_grad()
+                loss.backward()
+                optim.step()
+                total += loss.item() * len(b)
+            return total / max(1, len(order))
+
+        head, history = _train_loop(head, opts, step, xv, vpairs, log)
+    else:
+        raise ValueError(f"unknown method {opts.method!r}")
+
+    cohort_idx = rng.permutation(len(train_x))[: opts.cohort_size]
+    cohort = np.ascontiguousarray(train_x[np.sort(cohort_idx)], dtype=np.float32)
+    model = PairModel(opts.method, embedding, head, params, normaliser="none", csls_k=opts.csls_k,
+                      artists=artists_split, train_hashes=train_hashes or [])
+    val_a, val_b = val_x[vpairs[:, 0]], val_x[vpairs[:, 1]]
+    labels_v = vpairs[:, 2]
+    aucs = {"none": roc_auc(model.scores(val_a, val_b), labels_v)}
+    if opts.normaliser in ("csls", "auto") and len(cohort) > opts.csls_k:
+        model.normaliser, model.cohort = "csls", cohort
+        aucs["csls"] = roc_auc(model.scores(val_a, val_b), labels_v)
+    chosen = opts.normaliser if opts.normaliser != "auto" else max(aucs, key=lambda k: aucs[k])
+    model.normaliser = chosen
+    model.cohort = cohort if chosen == "csls" else None
+    vscores = model.scores(val_a, val_b)
+    model.calibrator = Calibrator.fit(vscores, labels_v)
+    model.threshold = best_threshold(vscores, labels_v, criterion="accuracy")
+    model.info = {
+        "options": asdict(opts),
+        "validation": {"pairs": int(len(vpairs)), "auc": float(roc_auc(vscores, labels_v)),
+                       "auc_by_normaliser": {k: float(v) for k, v in aucs.items()}},
+        "epochs_run": len(history),
+        "n_train_paintings": int(len(train_x)), "n_train_artists": len(names),
+    }
+    return model, history
