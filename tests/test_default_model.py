@@ -1,0 +1,45 @@
+"""The shipped default model loads, uses an offline backbone, and scores bundled real paintings sensibly."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from painterid.backbones import get_spec
+from painterid.compare import compare_files
+from painterid.scoring import PairModel
+
+from .conftest import real_paintings
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT = REPO / "models" / "default"
+EX = REPO / "examples" / "paintings" / "train"
+
+
+def test_default_model_is_offline_and_calibrated():
+    model = PairModel.load(DEFAULT)
+    assert get_spec(model.embedding["backbone"]).source == "package"
+    assert model.artists["val"] and model.artists["test"]
+    p = model.probability(np.array([model.threshold - 1, model.threshold, model.threshold + 1]))
+    assert p[0] < p[1] < p[2]
+
+
+def test_compare_with_default_model_on_bundled_paintings():
+    res = compare_files(EX / "cezanne-1.jpg", [EX / "cezanne-1.jpg", EX / "rembrandt-1.jpg"], model_dir=DEFAULT)
+    assert [r["image_b"].endswith(n) for r, n in zip(res, ("cezanne-1.jpg", "rembrandt-1.jpg"))] == [True, True]
+    assert res[0]["same_artist"] is True  # an image against itself
+    assert res[0]["probability"] > res[1]["probability"]
+    json.dumps(res)
+
+
+def test_default_model_on_real_paintings_beats_chance():
+    """Optional (needs ../shared/paintings): the default model on its own held-out test artists."""
+    from painterid.evaluation.run import evaluate_model
+    from painterid.pipeline import labelled
+
+    data = real_paintings()
+    model = PairModel.load(DEFAULT)
+    lab = labelled(data, model.embedding)
+    res = evaluate_model(model, lab, split="unseen", n_boot=0)
+    assert res["groups"]["unseen"]["n_pairs"] >= 100
+    assert res["groups"]["unseen"]["auc"] > 0.62
