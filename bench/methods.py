@@ -28,6 +28,10 @@ from painterid.training import TrainOptions, train_model  # noqa: E402
 METHODS = ("cosine", "siamese", "metric", "classifier")
 
 
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path)
@@ -80,8 +84,8 @@ def main() -> None:
             sel = [r for r in rows if r["method"] == method and r["normaliser"] == norm]
             keys = sorted({k for r in sel for k in r if k.count(".") == 2 and not k.endswith("pairs")})
             summary[f"{method}/{norm}"] = {
-                k: {"mean": float(np.nanmean([r.get(k, np.nan) for r in sel])),
-                    "std": float(np.nanstd([r.get(k, np.nan) for r in sel]))} for k in keys}
+                k: {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals)), "n": int(np.isfinite(vals).sum())}
+                for k in keys if np.isfinite(vals := np.array([_num(r.get(k)) for r in sel])).any()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows,
                                     "summary": summary}, indent=2) + "\n")

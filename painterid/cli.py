@@ -276,6 +276,56 @@ def compare(
     raise typer.Exit(0 if all(r["same_artist"] for r in results) else 1)
 
 
+index_app = typer.Typer(help="FAISS index of painting and artist embeddings (for identify).", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(
+    data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
+    out_dir: Path = typer.Option(..., "--out", help="index directory to write"),
+    backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store)"),
+    view: str = typer.Option("center"),
+    pool: str = typer.Option("style"),
+    kind: str = typer.Option("auto", help="auto | flat | hnsw | ivf (auto: exact up to 200k paintings)"),
+    subcentres: int = typer.Option(1, min=1, help="prototypes per artist (for styles that changed over time)"),
+    store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
+) -> None:
+    """Index every painting and per-artist prototypes; the open-set threshold is set from the data."""
+    from .identify import build_index
+
+    prog, update = _progress("embedding")
+    with prog:
+        index, failures = build_index(data, out_dir, _embedding_config(backbone, view, pool, None), kind=kind,
+                                      n_subcentres=subcentres, store_dir=store, progress=update)
+    _report_failures(failures)
+    err.print(f"indexed {index.n} paintings of {len(index.prototype_artists)} artists ({index.kind}) in {out_dir}; "
+              f"open-set threshold {index.config['open_set']['threshold']:.3f}")
+
+
+@app.command()
+def identify(
+    images: list[Path] = typer.Argument(..., help="paintings to attribute"),
+    index: Path = typer.Option(..., help="index directory (painterid index build)"),
+    k: int = typer.Option(5, "-k", min=1, help="how many artists"),
+    threshold: Optional[float] = typer.Option(None, help="open-set threshold (default: the index's)"),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines"),
+) -> None:
+    """The k most likely artists of each painting, or "none of these" when no artist clears the threshold."""
+    from .identify import identify as run_identify
+
+    for r in run_identify(images, index, k=k, threshold=threshold):
+        if as_json:
+            print(json.dumps(r, ensure_ascii=False))
+            continue
+        head = "[yellow]none of these[/] (best below threshold)" if r["none_of_these"] else "candidates"
+        out.print(f"{r['image']}: {head}, threshold {r['threshold']:.3f}")
+        for c in r["candidates"]:
+            near = ", ".join(f"{n['file']} ({n['score']:.2f})" for n in c["nearest"])
+            out.print(f"  {c['score']:.3f}  p={c['probability']:.2f}  {c['artist']}  — nearest: {near}",
+                      highlight=False, markup=False)
+
+
 @app.command()
 def version() -> None:
     """Print the painterid version."""
