@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import DataError
 from .metrics import pair_report
-from .pairs import balanced_pairs, natural_pairs
+from .pairs import balanced_test_sets, natural_pairs
 
 SPLITS = ("seen", "unseen", "mixed", "all")
 PROTOCOLS = ("balanced", "natural")
@@ -37,48 +37,55 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     artists = list(data.artists)
+    names = ["seen", "unseen", "mixed"] if split == "all" else [split]
     if pairs is None:
         keep = test_indices(model, data.hashes, artists)
         if len(keep) < 2:
             raise DataError("no test paintings left after removing training paintings and validation artists")
-        sub = [artists[i] for i in keep]
         if protocol == "balanced":
-            local = balanced_pairs(sub, seed=seed, max_pos=max_pairs // 2 if max_pairs else None)
+            # the report's protocol: each of seen / unseen / mixed is balanced on its own
+            sets = balanced_test_sets(artists, model.train_artists, keep, seed=seed,
+                                      max_pos=max_pairs // 2 if max_pairs else None)
         elif protocol == "natural":
+            sub = [artists[i] for i in keep]
             n_all = len(sub) * (len(sub) - 1) // 2
             local = natural_pairs(sub, n_pairs=min(n_all, max_pairs) if max_pairs else None, seed=seed)
+            pairs = np.column_stack([keep[local[:, 0]], keep[local[:, 1]], local[:, 2]])
         else:
             raise DataError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-        pairs = np.column_stack([keep[local[:, 0]], keep[local[:, 1]], local[:, 2]]) if len(local) else local
-    if len(pairs) == 0:
+    if pairs is not None:
+        labelled_pairs = pairs[pairs[:, 2] >= 0]
+        if len(labelled_pairs) < len(pairs):
+            warnings.warn(f"{len(pairs) - len(labelled_pairs)} pair(s) have no label and are not scored",
+                          stacklevel=2)
+        pairs = labelled_pairs
+        masks = split_masks(pairs, artists, model.train_artists)
+        sets = {k: pairs[masks[k]] for k in ("seen", "unseen", "mixed")}
+    if not any(len(sets[n]) for n in names):
         raise DataError("no test pairs: the test paintings have no two by the same artist")
-    labelled_pairs = pairs[pairs[:, 2] >= 0]
-    if len(labelled_pairs) < len(pairs):
-        warnings.warn(f"{len(pairs) - len(labelled_pairs)} pair(s) have no label and are not scored", stacklevel=2)
-    pairs = labelled_pairs
 
-    scores = model.score_pairs(data.vectors, pairs)
-    masks = split_masks(pairs, artists, model.train_artists)
-    names = ["seen", "unseen", "mixed"] if split == "all" else [split]
     out: dict = {"protocol": protocol, "threshold": model.threshold, "groups": {}, "within_source": {}}
+    src = np.asarray(data.sources, dtype=object) if data.sources else None
 
-    def report(mask: np.ndarray) -> dict | None:
-        if not mask.any():
+    def report(sel: np.ndarray, scores: np.ndarray) -> dict | None:
+        if len(sel) == 0:
             return None
-        labels = pairs[mask, 2]
-        rep = pair_report(scores[mask], labels, model.threshold, n_boot=n_boot, seed=seed)
+        labels = sel[:, 2]
+        rep = pair_report(scores, labels, model.threshold, n_boot=n_boot, seed=seed)
         if labels.min() == labels.max():
             rep["note"] = "only one class of pairs: AUC undefined"
         return rep
 
-    same_src = None
-    if data.sources:
-        src = np.asarray(data.sources, dtype=object)
-        same_src = src[pairs[:, 0]] == src[pairs[:, 1]]
+    used = []
     for name in names:
-        out["groups"][name] = report(masks[name])
-        if same_src is not None:
-            out["within_source"][name] = report(masks[name] & same_src)
+        sel = sets[name]
+        scores = model.score_pairs(data.vectors, sel) if len(sel) else np.zeros(0, np.float32)
+        out["groups"][name] = report(sel, scores)
+        if src is not None:
+            m = src[sel[:, 0]] == src[sel[:, 1]] if len(sel) else np.zeros(0, bool)
+            out["within_source"][name] = report(sel[m], scores[m])
+        used.append(sel)
+    pairs = np.concatenate(used)
     out["n_pairs"] = int(len(pairs))
     out["n_paintings"] = int(len(np.unique(pairs[:, :2])))
     return out
