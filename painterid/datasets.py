@@ -28,10 +28,6 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.files)
 
-    @property
-    def artist_set(self) -> set[str]:
-        return set(self.artists)
-
 
 def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -235,7 +235,3 @@ def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder,
             flush()
     flush()
     return failures
-
-
-def as_dict(config: EmbeddingConfig) -> dict:
-    return asdict(config)
