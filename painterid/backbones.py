@@ -531,3 +531,16 @@ def _load_file(spec: BackboneSpec, src: WeightsSource):
         except Exception:  # noqa: BLE001
             pass
     raise WeightsUnavailable(f"weights in {src.path} do not fit backbone '{spec.name}' ({spec.timm_name}): {mapped}")
+
+
+def describe(name: str) -> dict[str, Any]:
+    """Embedding dimension (global pool) and input size of a backbone, without weights or memory (meta device)."""
+    import timm.data
+    import torch
+
+    spec = get_spec(name)
+    with torch.device("meta"):
+        model = _create(spec)
+    cfg = timm.data.resolve_model_data_config(model)
+    return {"dim": int(model.num_features), "input_size": tuple(cfg["input_size"]),
+            "interpolation": cfg.get("interpolation"), "mean": tuple(cfg["mean"]), "std": tuple(cfg["std"])}

@@ -104,14 +104,22 @@ def _embedding_config(backbone: Optional[str], view: str, pool: str, weights: Op
 @app.command()
 def backbones() -> None:
     """List the registered backbones and whether their weights are on this machine."""
-    from .backbones import list_backbones, weights_status
+    from .backbones import describe, list_backbones, weights_status
 
     table = Table(title="painterid backbones")
-    for col in ("name", "timm model", "licence", "weights"):
-        table.add_column(col)
+    for col in ("name", "timm model", "gap dim", "input", "licence", "weights on this machine"):
+        table.add_column(col, overflow="fold")
+    hints = []
     for spec in list_backbones():
-        table.add_row(spec.name, spec.timm_name, spec.licence, weights_status(spec.name))
+        d = describe(spec.name)
+        status = weights_status(spec.name)
+        if status.startswith("missing"):
+            hints.append(f"{spec.name}: {status.split(':', 1)[1].strip()}")
+        table.add_row(spec.name, spec.timm_name, str(d["dim"]), "×".join(map(str, d["input_size"][1:])),
+                      spec.licence.split(" (")[0], "yes" if status.startswith("available") else "no")
     out.print(table)
+    for h in hints:
+        out.print(f"  {h}", markup=False, highlight=False)
 
 
 @app.command()
