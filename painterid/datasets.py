@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,12 +62,26 @@ def discover(path: str | Path) -> Dataset:
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-        return list(reader)
+    """Rows of a UTF-8 CSV with the `required` columns (a short row's missing cells read as "")."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh, restval="")
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+            return list(reader)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
+
+
+def _inside(file: Path, root: Path) -> bool:
+    """Whether a listed file lies inside the data folder (a CSV must not reach /etc/passwd or ../..).
+
+    Lexical check, so images that are symbolic links into another disk still count as inside."""
+    f, r = os.path.normpath(os.path.abspath(file)), os.path.normpath(os.path.abspath(root))
+    return os.path.commonpath([f, r]) == r
 
 
 def _read_kaggle(root: Path, info: Path) -> Dataset:
@@ -81,13 +96,16 @@ def _read_kaggle(root: Path, info: Path) -> Dataset:
         entries = [(r["filename"], r["artist"], root / "train" / r["filename"]) for r in rows]
 
     seen: set[str] = set()
-    files, artists, names, dropped = [], [], [], []
+    files, artists, names, dropped, outside = [], [], [], [], []
     duplicates = 0
     for name, artist, file in entries:
         if name in seen:
             duplicates += 1
             continue
         seen.add(name)
+        if not _inside(file, root):
+            outside.append(name)
+            continue
         if not file.is_file():
             dropped.append(name)
             continue
@@ -96,6 +114,9 @@ def _read_kaggle(root: Path, info: Path) -> Dataset:
         names.append(name)
     if duplicates:
         warnings.warn(f"{info}: dropped {duplicates} duplicate row(s)", stacklevel=2)
+    if outside:
+        warnings.warn(f"{info}: {len(outside)} file name(s) point outside the data folder, dropped "
+                      f"(first: {outside[0]})", stacklevel=2)
     if dropped:
         warnings.warn(
             f"{info}: {len(dropped)} listed file(s) not found, dropped (first: {', '.join(dropped[:3])})",

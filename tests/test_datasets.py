@@ -50,3 +50,14 @@ def test_split_paintings_is_artist_disjoint():
     assert {artists[i] for i in ix["test_seen"]} <= train_artists
     assert not {artists[i] for i in ix["test_unseen"]} & train_artists
     assert split_paintings(artists, seed=3)["artists"] == split_paintings(artists, seed=3)["artists"]
+
+
+def test_csv_names_outside_the_data_folder_are_dropped(tmp_path):
+    k = make_synthetic_dataset(tmp_path / "k", n_artists=2, per_artist=2, size=64, seed=1)
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes((k / "train" / "00000.jpg").read_bytes())
+    with open(k / "train_info.csv", "a") as fh:
+        fh.write(f"../../secret.jpg,Thief,,,,\n{secret},Thief,,,,\n")
+    with pytest.warns(UserWarning, match="outside the data folder"):
+        ds = discover(k)
+    assert "Thief" not in ds.artists and len(ds) == 4

@@ -230,19 +230,24 @@ def read_pairs_csv(path, name_to_index: Mapping[str, int]) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"pairs file not found: {p}")
-    with p.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip() for f in (reader.fieldnames or [])]
-        if not fields:
-            raise DataError(f"{p}: empty pairs file (needs a header row 'image1,image2[,same]')")
-        reader.fieldnames = fields
-        missing = [c for c in ("image1", "image2") if c not in fields]
-        if missing:
-            raise DataError(
-                f"{p}: missing column(s) {', '.join(missing)}; a pairs CSV needs the header "
-                f"'image1,image2' and optionally 'same' (found: {', '.join(fields)})")
-        has_same = "same" in fields
-        rows = list(reader)
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = [f.strip() for f in (reader.fieldnames or [])]
+            if not fields:
+                raise DataError(f"{p}: empty pairs file (needs a header row 'image1,image2[,same]')")
+            reader.fieldnames = fields
+            missing = [c for c in ("image1", "image2") if c not in fields]
+            if missing:
+                raise DataError(
+                    f"{p}: missing column(s) {', '.join(missing)}; a pairs CSV needs the header "
+                    f"'image1,image2' and optionally 'same' (found: {', '.join(fields)})")
+            has_same = "same" in fields
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.start}); save the pairs CSV as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{p}: malformed CSV ({exc})") from None
 
     def look(name: str | None):
         name = (name or "").strip()
