@@ -150,16 +150,22 @@ class FeatureExtractor(nn.Module):
     # ------------------------------------------------------------------------------------------ public
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_map(x)[0]
+
+    def forward_with_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(vectors [B, dim], feature map)``: forward's vectors and the last feature map they are pooled from
+        (``gap``: ``forward_features``' output; ``style`` / ``both``: the last chosen stage's map), for Grad-CAM."""
         if self.pool == "gap":
-            out = self._gap(self.model.forward_features(x))
+            fmap = self.model.forward_features(x)
+            out = self._gap(fmap)
         elif self.pool == "style":
             _, inter = self._intermediates(x, need_final=False)
-            out = self._style(inter)
+            out, fmap = self._style(inter), inter[-1]
         else:
             final, inter = self._intermediates(x, need_final=True)
             assert final is not None
-            out = torch.cat([F.normalize(self._gap(final), dim=1), self._style(inter)], dim=1)
-        return out.float()
+            out, fmap = torch.cat([F.normalize(self._gap(final), dim=1), self._style(inter)], dim=1), inter[-1]
+        return out.float(), fmap
 
     @property
     def style_dim(self) -> int:
@@ -168,7 +174,8 @@ class FeatureExtractor(nn.Module):
     @property
     def dim(self) -> int:
         if self._dim is None:
-            self._dim = self._dry_run_dim()
+            # style: known from feature_info, which spares `compare` a forward pass at start-up
+            self._dim = self.style_dim if self.pool == "style" else self._dry_run_dim()
         return self._dim
 
     def _dry_run_dim(self) -> int:
