@@ -43,23 +43,28 @@ class Labelled:
     sources: list[str] | None
     embedding: dict
     failures: list[tuple[str, str]] = field(default_factory=list)
+    paths: list[str] | None = None  # the image file of each painting (as recorded in the store)
 
 
 def embed_data(data: str | Path, embedder: Embedder, store_dir: str | Path | None = None,
-               progress=None) -> tuple[FeatureStore, Dataset, list[tuple[str, str]]]:
-    """Embed a data set into a (new or resumed) store; returns the store, the data set and the failures."""
+               progress=None, commit_every: int = 256) -> tuple[FeatureStore, Dataset, list[tuple[str, str]]]:
+    """Embed a data set into a (new or resumed) store, committing a shard every `commit_every` images;
+    returns the store, the data set and the failures."""
     dataset = discover(data)
     store_dir = Path(store_dir) if store_dir else default_store_dir(Path(data), embedder.fingerprint)
     store = FeatureStore.create_or_open(store_dir, embedder.fingerprint)
     failures = embed_dataset(store, dataset.files, embedder, artists=dataset.artists, names=dataset.names,
-                             sources=dataset.sources, progress=progress)
+                             sources=dataset.sources, progress=progress, commit_every=commit_every)
     return store, dataset, failures
 
 
 def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None = None,
              store_dir: str | Path | None = None, progress=None, device=None, batch_size: int = 16,
-             num_workers: int | None = None) -> Labelled:
-    """Vectors and artists of DATA (embedding what is missing) or of an existing STORE."""
+             num_workers: int | None = None, base_dir: str | Path | None = None) -> Labelled:
+    """Vectors and artists of DATA (embedding what is missing) or of an existing STORE.
+
+    ``base_dir``: the model directory a dict ``embedding`` came from (its relative weights file lives there).
+    """
     path = Path(data_or_store)
     if FeatureStore.is_store(path):
         store = FeatureStore.open(path)
@@ -70,9 +75,10 @@ def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None
         if not rows:
             raise DataError(f"{path}: the feature store is empty")
         return Labelled(store.vectors, [r.artist for r in rows], [r.name for r in rows], [r.sha256 for r in rows],
-                        [r.source for r in rows] if any(r.source for r in rows) else None, store.embedding)
+                        [r.source for r in rows] if any(r.source for r in rows) else None, store.embedding,
+                        paths=[r.path for r in rows])
     if isinstance(embedding, dict):
-        config = config_from_fingerprint(embedding)
+        config = config_from_fingerprint(embedding, base_dir)
     else:
         config = embedding or EmbeddingConfig()
     embedder = Embedder(config, device=device, batch_size=batch_size, num_workers=num_workers)
@@ -85,4 +91,4 @@ def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None
     rows = [store.rows[i] for i in where[ok]]
     sources = [s for s, k in zip(dataset.sources, ok) if k] if dataset.sources else None
     return Labelled(store.vectors[where[ok]], [r.artist for r in rows], [r.name for r in rows],
-                    [r.sha256 for r in rows], sources, store.embedding, failures)
+                    [r.sha256 for r in rows], sources, store.embedding, failures, paths=[r.path for r in rows])

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from ..errors import DataError
-from .metrics import pair_report
+from .metrics import map_at_r, pair_report
 from .pairs import balanced_test_sets, natural_pairs
 
 SPLITS = ("seen", "unseen", "mixed", "all")
@@ -31,9 +31,26 @@ def test_indices(model, hashes: list[str], artists: list[str]) -> np.ndarray:
                     dtype=np.int64)
 
 
+def retrieval_map_at_r(model, vectors: np.ndarray, artists: list[str], indices: np.ndarray) -> float | None:
+    """MAP@R (artists as labels) of the paintings `indices`, each querying the others in the model's scoring
+    space (`model.space`; the raw embeddings for the siamese head, whose score is no dot product), before CSLS."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if len(idx) < 2:
+        return None
+    space = model.space(vectors[idx])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = map_at_r(vectors[idx] if space is None else space, [artists[i] for i in idx])
+    return None if np.isnan(value) else float(value)
+
+
 def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", pairs: np.ndarray | None = None,
-                   seed: int = 0, n_boot: int = 200, max_pairs: int | None = 2_000_000) -> dict:
-    """Metrics of `model` on the test paintings of `data` (a pipeline.Labelled), per split and within source."""
+                   seed: int = 0, n_boot: int = 200, max_pairs: int | None = 2_000_000,
+                   return_scores: bool = False):
+    """Metrics of `model` on the test paintings of `data` (a pipeline.Labelled), per split and within source.
+
+    With `return_scores`, returns (metrics, {split: (pairs [P, 3], scores [P])}) — what `--report` draws.
+    """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     artists = list(data.artists)
@@ -63,6 +80,14 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
         sets = {k: pairs[masks[k]] for k in ("seen", "unseen", "mixed")}
     if not any(len(sets[n]) for n in names):
         raise DataError("no test pairs: the test paintings have no two by the same artist")
+    if not any((sets[n][:, 2] == 1).any() for n in names):
+        raise DataError("no same-artist test pairs (every test artist has a single painting), so accuracy, recall "
+                        "and AUC would mean nothing; evaluate on artists with two or more paintings")
+    for n in names:
+        if len(sets[n]) and sets[n][:, 2].min() == sets[n][:, 2].max():
+            kind = "same-artist" if sets[n][0, 2] == 1 else "different-artist"
+            warnings.warn(f"{n}: all {len(sets[n])} test pairs are {kind} pairs; its AUC and EER are undefined",
+                          stacklevel=2)
 
     out: dict = {"protocol": protocol, "threshold": model.threshold, "groups": {}, "within_source": {}}
     src = np.asarray(data.sources, dtype=object) if data.sources else None
@@ -77,10 +102,14 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
         return rep
 
     used = []
+    scored = {}
     for name in names:
         sel = sets[name]
         scores = model.score_pairs(data.vectors, sel) if len(sel) else np.zeros(0, np.float32)
         out["groups"][name] = report(sel, scores)
+        if out["groups"][name] is not None:
+            out["groups"][name]["map@r"] = retrieval_map_at_r(model, data.vectors, artists, np.unique(sel[:, :2]))
+        scored[name] = (sel, scores)
         if src is not None:
             m = src[sel[:, 0]] == src[sel[:, 1]] if len(sel) else np.zeros(0, bool)
             out["within_source"][name] = report(sel[m], scores[m])
@@ -88,4 +117,4 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
     pairs = np.concatenate(used)
     out["n_pairs"] = int(len(pairs))
     out["n_paintings"] = int(len(np.unique(pairs[:, :2])))
-    return out
+    return (out, scored) if return_scores else out
