@@ -44,7 +44,7 @@ __all__ = [
     "find_weights",
 ]
 
-SOURCES = ("package", "hub")
+SOURCES = ("package", "hub", "scratch")
 DEFAULT_BACKBONE = "efficientnet_lite2"
 
 
@@ -94,6 +94,9 @@ class BackboneSpec:
     @property
     def hint(self) -> str:
         """One line: how to get the weights onto this machine."""
+        if self.source == "scratch":
+            return ("it is never pretrained: train it with painterid train --method cnn (the weights are saved as "
+                    "backbone.safetensors in the model directory), or pass --weights FILE")
         ways = []
         if self.source == "package" and self.pip_hint:
             ways.append(self.pip_hint)
@@ -199,6 +202,19 @@ _SPECS: tuple[BackboneSpec, ...] = (
         licence="MIT (OpenAI CLIP)",
         imagenet_classifier=False,
         description="OpenAI CLIP ViT-B/16 image tower, 224 px; from the timm / Hugging Face cache",
+    ),
+    # The report's baseline CNN: never pretrained (source "scratch"); `painterid train --method cnn` trains it from
+    # pixels and its weights live in that model's directory.  A small ResNet (5 M parameters) at 128 px.
+    BackboneSpec(
+        name="cnn_baseline",
+        timm_name="resnet10t",
+        source="scratch",
+        hub_fallback=False,
+        licence="Apache-2.0 (timm architecture; weights trained by painterid)",
+        imagenet_classifier=False,
+        description="ResNet-10-T trained from scratch by painterid train --method cnn, 128 px; no pretrained weights",
+        cfg_overrides=(("input_size", (3, 128, 128)), ("test_input_size", (3, 128, 128)), ("crop_pct", 0.875)),
+        model_kwargs=(("num_classes", 0),),
     ),
 )
 
@@ -331,6 +347,8 @@ def find_weights(name: str, weights: str | Path | None = None) -> WeightsSource 
         if not path.is_file():
             raise WeightsUnavailable(f"weights file not found: {path}")
         return WeightsSource("file", path, _file_id(path), f"file {path}")
+    if spec.source == "scratch":  # never pretrained: only a file painterid trained (or the user gives) loads
+        return None
     if spec.source == "package":
         path = _package_path(spec)
         if path is not None:

@@ -28,8 +28,10 @@ def embedding_cache(fingerprint: dict):
         return None  # an unusable cache must never stop a comparison
 
 
-def embed_paths(paths: list[Path], fingerprint: dict, device=None) -> np.ndarray:
-    """Vectors of image files for a model's embedding, from the cache where possible; a bad file raises."""
+def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Path | None = None) -> np.ndarray:
+    """Vectors of image files for a model's embedding, from the cache where possible; a bad file raises.
+
+    ``base_dir``: the model directory, against which a relative weights file of the fingerprint is resolved."""
     from .store import Row, file_sha256
 
     for p in paths:
@@ -52,7 +54,7 @@ def embed_paths(paths: list[Path], fingerprint: dict, device=None) -> np.ndarray
     from .embedding import Embedder, config_from_fingerprint
     from .io import check_config_match
 
-    embedder = Embedder(config_from_fingerprint(fingerprint), device=device, num_workers=0,
+    embedder = Embedder(config_from_fingerprint(fingerprint, base_dir), device=device, num_workers=0,
                         batch_size=min(16, len(missing)))
     check_config_match(embedder.fingerprint, fingerprint, what="this machine's backbone",
                        fix="install the weights the model was made with")
@@ -82,7 +84,7 @@ def compare_files(reference: Path, others: list[Path], model_dir: Path, threshol
 
     model = PairModel.load(model_dir)
     paths = [Path(reference)] + [Path(o) for o in others]
-    vecs = embed_paths(paths, model.embedding, device=device)
+    vecs = embed_paths(paths, model.embedding, device=device, base_dir=model.root)
     a = np.repeat(vecs[:1], len(others), axis=0)
     scores = model.scores(a, vecs[1:])
     probs = model.probability(scores)

@@ -34,6 +34,7 @@ class EmbeddingConfig:
     pool: str = DEFAULT_POOL
     n_patches: int = 8
     weights: str | None = None  # a user-supplied weights file; None = the registry's source
+    input_size: int | None = None  # square input side in pixels; None = the backbone's own (CNNs run at any size)
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -84,8 +85,13 @@ class Embedder:
         self.config = config
         self.device = pick_device(str(device) if device else None)
         self.batch_size = batch_size
-        self.num_workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if num_workers is None else num_workers
+        cpus = os.cpu_count() or 1
+        # CPU with <= 2 cores: a decoding worker only takes cores from the forward pass (docs/PERFORMANCE.md)
+        auto = 0 if self.device.type == "cpu" and cpus <= 2 else min(4, max(0, cpus - 1))
+        self.num_workers = auto if num_workers is None else num_workers
         model, data_config = create_backbone(config.backbone, weights=config.weights)
+        if config.input_size:
+            data_config = {**data_config, "input_size": (3, int(config.input_size), int(config.input_size))}
         self.data_config = data_config
         self.extractor = FeatureExtractor(model, config.pool).eval().to(self.device)
         if self.device.type == "cuda":
@@ -123,8 +129,8 @@ class Embedder:
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.float16):
                 feats = self.extractor(x)
-        else:
-            feats = self.extractor(x)
+        else:  # a few images at a time stay in cache: 2-3x the images/s of 16 at once (docs/PERFORMANCE.md)
+            feats = torch.cat([self.extractor(c) for c in x.split(max(4, torch.get_num_threads()))])
         feats = torch.nn.functional.normalize(feats.float(), dim=-1).view(b, v, -1)
         if self.combine == "single":
             out = feats[:, 0]
@@ -164,11 +170,20 @@ class Embedder:
         return out, failures
 
 
-def config_from_fingerprint(fp: dict) -> EmbeddingConfig:
-    """The EmbeddingConfig that reproduces a stored fingerprint (a model's or a store's)."""
+def config_from_fingerprint(fp: dict, base_dir: str | os.PathLike | None = None) -> EmbeddingConfig:
+    """The EmbeddingConfig that reproduces a stored fingerprint (a model's or a store's).
+
+    A relative ``weights_file`` (a fine-tuned model's ``backbone.safetensors``) is resolved against ``base_dir``,
+    the directory of the artefact that holds the fingerprint, so the artefact can be moved.  The recorded input
+    size is kept (a model trained at another size than the backbone's own embeds at the size it was made with).
+    """
     weights = fp.get("weights_file")
+    if weights and base_dir is not None and not Path(weights).is_absolute() and (Path(base_dir) / weights).exists():
+        weights = str(Path(base_dir) / weights)
+    size = fp.get("input_size") or []
+    square = int(size[1]) if len(size) == 3 and size[1] == size[2] else None
     return EmbeddingConfig(backbone=fp["backbone"], view=fp["view"], pool=fp["pool"],
-                           n_patches=fp.get("n_patches") or 8, weights=weights)
+                           n_patches=fp.get("n_patches") or 8, weights=weights, input_size=square)
 
 
 def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder, artists: Sequence[str] | None = None,

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-METHODS = ("cosine", "siamese", "metric", "classifier")
+METHODS = ("cosine", "siamese", "metric", "classifier", "finetune", "cnn")
 
 
 class CosineScorer(nn.Module):
@@ -35,7 +35,14 @@ class SiameseHead(nn.Module):
         )
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([(a - b).abs(), a * b], dim=-1)).squeeze(-1)
+        if self.training or torch.is_grad_enabled() or a.ndim != 2:
+            return self.net(torch.cat([(a - b).abs(), a * b], dim=-1)).squeeze(-1)
+        # Scoring millions of pairs: the first layer applied to the two halves separately skips the [n, 2D]
+        # concatenation, ~1.35x faster on CPU (docs/PERFORMANCE.md); same result up to float rounding.
+        first, d = self.net[0], a.shape[-1]
+        z = torch.addmm(first.bias, torch.sub(a, b).abs_(), first.weight[:, :d].t())
+        z.addmm_(torch.mul(a, b), first.weight[:, d:].t()).relu_()
+        return self.net[3:](z).squeeze(-1)
 
 
 class MetricHead(nn.Module):
@@ -76,9 +83,9 @@ class ClassifierHead(nn.Module):
 
 def build_head(method: str, dim: int, params: dict) -> nn.Module:
     """Rebuild a scorer from its method name and the constructor params saved in a model's config."""
-    if method == "cosine":
+    if method in ("cosine", "finetune"):  # finetune: cosine of the fine-tuned backbone's embedding
         return CosineScorer()
-    if method == "siamese":
+    if method in ("siamese", "cnn"):  # cnn: the siamese head trained end to end with its CNN
         return SiameseHead(dim, **params)
     if method == "metric":
         return MetricHead(dim, **params)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import DataError
 from ..evaluation.metrics import best_threshold, roc_auc
 from ..evaluation.pairs import balanced_pairs
 from ..scoring.calibration import Calibrator
@@ -138,11 +139,13 @@ def _train_loop(head: nn.Module, opts: TrainOptions, step_epoch, xv, vpairs, log
 
 def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_artists: list[str],
         embedding: dict, opts: TrainOptions, artists_split: dict[str, list[str]] | None = None,
-        train_hashes: list[str] | None = None, log=None, cohort: np.ndarray | None = None
-        ) -> tuple[PairModel, list[dict]]:
+        train_hashes: list[str] | None = None, log=None, cohort: np.ndarray | None = None,
+        trained_head: tuple[nn.Module, dict] | None = None) -> tuple[PairModel, list[dict]]:
     """Train one method on the training paintings, stop and calibrate on the validation artists.
 
     `cohort` (default: a sample of the training paintings) is what CSLS normalises against.
+    `trained_head` = (head, constructor params): a head already trained elsewhere (finetune, cnn: training.finetune,
+    end to end from pixels); it is not trained again, only given its normaliser, calibration and threshold.
     """
     rng = _seed_everything(opts.seed)
     xt = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
@@ -150,12 +153,19 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
     codes, names = _artist_codes(list(train_artists))
     vpairs = balanced_pairs(list(val_artists), seed=opts.seed)
     if len(vpairs) == 0:
-        raise ValueError("the validation artists have no same-artist pairs; use more data or --val-artists")
+        raise DataError("the validation artists have no same-artist pairs (every one has a single painting); "
+                        "use artists with two or more paintings, or a larger --val-artists")
+    n_multi = int((np.bincount(codes) >= 2).sum()) if len(codes) else 0
+    if opts.method in ("siamese", "metric") and n_multi < 2:  # else: no pairs to learn from (or a sampler crash)
+        raise DataError(f"{opts.method} training needs two or more training artists with at least two paintings "
+                        f"each (found {n_multi}); use more paintings per artist, or --method cosine")
     dim = xt.shape[1]
     gen = torch.Generator().manual_seed(opts.seed)
     history: list[dict] = []
 
-    if opts.method == "cosine":
+    if trained_head is not None:
+        head, params = trained_head[0].eval(), dict(trained_head[1])
+    elif opts.method == "cosine":
         head, params = CosineScorer(), {}
     elif opts.method == "siamese":
         params = {"hidden": opts.hidden, "dropout": opts.dropout}
