@@ -297,8 +297,12 @@ class ArtistIndex:
         labels = np.fromiter((code[a] for a in artists), dtype=np.int64, count=len(artists))
         protos: list[np.ndarray] = []
         ids: list[int] = []
+        # rows grouped by artist once (stable: each artist's rows keep their order), not one mask per artist,
+        # which took 6.5 s at 1M paintings of 10k artists (docs/PERFORMANCE.md)
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(len(names) + 1))
         for aid in range(len(names)):
-            mine = np.ascontiguousarray(x[labels == aid])
+            mine = np.ascontiguousarray(x[order[bounds[aid]:bounds[aid + 1]]])
             if n_subcentres > 1 and mine.shape[0] >= 2 * n_subcentres:
                 km = faiss.Kmeans(d, n_subcentres, niter=25, seed=int(seed) + aid, spherical=True,
                                   min_points_per_centroid=1, max_points_per_centroid=1 << 30)

@@ -5,9 +5,12 @@ Layout::
     STORE/config.json                 what made the vectors (embedding config, format version)
     STORE/shard-00000.safetensors     vectors [n, D] float32 of one committed chunk
     STORE/shard-00000.csv             path,sha256,artist,name,source of those rows
+    STORE/shard-r1-00003.*            a chunk written by rank 1 of a distributed `embed` (painterid.distributed)
 
 A chunk is committed by renaming its `.safetensors` into place last; a `.csv` without its vectors (a run
-killed in between) is ignored, so a killed `embed` never leaves rows that load half-written.
+killed in between) is ignored, so a killed `embed` never leaves rows that load half-written. Chunks load in the
+order (number, rank), plain chunks before rank chunks of the same number, so the row order does not depend on
+the order the file system lists them in.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from .io import atomic_write_text, check_config_match
 
 FORMAT_VERSION = 1
 KIND = "painterid.feature-store"
-_SHARD = re.compile(r"shard-(\d{5})\.safetensors$")
+_SHARD = re.compile(r"shard-(?:r(\d+)-)?(\d{5,})\.safetensors$")
 COLUMNS = ("path", "sha256", "artist", "name", "source")
 
 
@@ -60,6 +63,7 @@ class FeatureStore:
         self._chunks: list[np.ndarray] = []
         self._vectors: np.ndarray | None = None
         self._next_shard = 0
+        self.rank: int | None = None  # set by a distributed writer: its chunks are named shard-r{rank}-NNNNN
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -114,8 +118,9 @@ class FeatureStore:
     def _load_shards(self) -> None:
         from safetensors.numpy import load_file
 
-        shards = sorted((int(m.group(1)), p) for p in self.root.iterdir() if (m := _SHARD.match(p.name)))
-        for number, path in shards:
+        shards = sorted((int(m.group(2)), -1 if m.group(1) is None else int(m.group(1)), p)
+                        for p in self.root.iterdir() if (m := _SHARD.match(p.name)))
+        for number, _rank, path in shards:
             table = path.with_suffix(".csv")
             if not table.is_file():
                 raise ArtefactError(f"{path}: its table {table.name} is missing; the store is damaged")
@@ -129,7 +134,7 @@ class FeatureStore:
                 raise ArtefactError(f"{path}: {len(vectors)} vectors but {len(rows)} rows; the store is damaged")
             self._rows.extend(rows)
             self._chunks.append(vectors.astype(np.float32, copy=False))
-            self._next_shard = number + 1
+            self._next_shard = max(self._next_shard, number + 1)
 
     # -- contents --------------------------------------------------------------------------------
     @property
@@ -180,7 +185,8 @@ class FeatureStore:
         if not rows:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        stem = self.root / f"shard-{self._next_shard:05d}"
+        tag = "" if self.rank is None else f"r{self.rank}-"
+        stem = self.root / f"shard-{tag}{self._next_shard:05d}"
         tmp_csv = stem.with_suffix(f".csv.tmp-{os.getpid()}")
         with open(tmp_csv, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)

@@ -6,12 +6,15 @@ Directory layout::
                                train / validation / test artists, measured figures
     MODEL/model.safetensors    head weights (`head.*`) and the normalisation cohort (`cohort`); absent when empty
     MODEL/training_set.csv     sha256 of every painting trained on (evaluate leaves them out)
+    MODEL/backbone.safetensors finetune / cnn only: the trained backbone; the embedding's `weights_file` names it
+                               relative to MODEL, so the directory can be moved
     MODEL/curves.png, MODEL/MODEL_CARD.md
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,10 +26,28 @@ from ..errors import ArtefactError
 from ..io import atomic_dir, read_json, write_json
 from .calibration import Calibrator
 from .heads import build_head
+from .indexed import indexed_dots, rows_per_block
 from .normalise import csls, neighbourhood
 
 FORMAT_VERSION = 1
 KIND = "painterid.pair-model"
+BACKBONE_FILE = "backbone.safetensors"  # a backbone trained by painterid (finetune, cnn), inside the model directory
+
+
+def _check_target(path: Path) -> None:
+    """Refuse to replace anything but a painterid model or an empty directory (a wrong --out must lose nothing)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink():
+        if not any(path.iterdir()):
+            return
+        try:
+            if json.loads((path / "config.json").read_text(encoding="utf-8")).get("kind") == KIND:
+                return
+        except (OSError, ValueError, AttributeError):
+            pass
+    raise ArtefactError(f"{path}: exists and is not a painterid model; refusing to overwrite it "
+                        "(choose another --out)")
 
 
 class PairModel:
@@ -49,6 +70,7 @@ class PairModel:
         self.artists = artists or {"train": [], "val": [], "test": []}
         self.train_hashes = list(train_hashes)
         self.info = info or {}
+        self.root: Path | None = None  # the directory it was loaded from (relative weights files live there)
         self._r_cohort_space = None
 
     # -- scoring ---------------------------------------------------------------------------------
@@ -95,21 +117,30 @@ class PairModel:
             return csls(raw, self.neighbourhood(a), self.neighbourhood(b))
         return raw
 
-    def score_pairs(self, vectors: np.ndarray, pairs: np.ndarray, chunk: int = 1_000_000,
-                    progress=None) -> np.ndarray:
-        """Scores of index pairs (i, j) into one matrix of vectors, chunked so memory stays flat."""
-        pairs = np.asarray(pairs)
-        out = np.empty(len(pairs), dtype=np.float32)
-        space = self.space(vectors)
+    def prepare(self, vectors: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """What score_pairs computes once per matrix of vectors: (scoring space or None, CSLS r(x) or None).
+
+        Pass it back as `score_pairs(..., prepared=...)` to score many blocks of pairs over the same vectors."""
         r = None
         if self.normaliser == "csls" and self.cohort is not None and len(self.cohort):
             r = self.neighbourhood(vectors)
+        return self.space(vectors), r
+
+    def score_pairs(self, vectors: np.ndarray, pairs: np.ndarray, chunk: int = 1_000_000,
+                    progress=None, prepared: tuple | None = None) -> np.ndarray:
+        """Scores of index pairs (i, j) into one matrix of vectors, chunked so memory stays flat."""
+        pairs = np.asarray(pairs)
+        out = np.empty(len(pairs), dtype=np.float32)
+        space, r = prepared if prepared is not None else self.prepare(vectors)
         for s in range(0, len(pairs), chunk):
             i, j = pairs[s:s + chunk, 0], pairs[s:s + chunk, 1]
             if space is not None:
-                raw = np.einsum("nd,nd->n", space[i], space[j])
-            else:
-                raw = self.raw_scores(vectors[i], vectors[j])
+                raw = indexed_dots(space, i, j)  # no gathered copies: memory stays flat at any chunk size
+            else:  # the head needs the rows: gather them a bounded block at a time
+                raw = np.empty(len(i), dtype=np.float32)
+                step = rows_per_block(vectors.shape[1])
+                for t in range(0, len(i), step):
+                    raw[t:t + step] = self.raw_scores(vectors[i[t:t + step]], vectors[j[t:t + step]])
             out[s:s + chunk] = raw if r is None else csls(raw, r[i], r[j])
             if progress:
                 progress(min(s + chunk, len(pairs)))
@@ -137,6 +168,7 @@ class PairModel:
         from safetensors.torch import save_file
 
         out = Path(out)
+        _check_target(out)
         with atomic_dir(out) as tmp:
             write_json(tmp / "config.json", self.config())
             tensors = {f"head.{k}": v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
@@ -191,12 +223,36 @@ class PairModel:
                 head.load_state_dict(state)
             except RuntimeError as exc:
                 raise ArtefactError(f"{path}: weights do not fit the head ({str(exc).splitlines()[0]})") from None
+        _check_backbone_file(path, cfg["embedding"])
         hashes: list[str] = []
         ts = path / "training_set.csv"
         if ts.is_file():
             with open(ts, newline="") as fh:
                 hashes = [r["sha256"] for r in csv.DictReader(fh)]
-        return cls(cfg["method"], cfg["embedding"], head, cfg.get("head_params", {}),
-                   normaliser=cfg.get("normaliser", "none"), csls_k=cfg.get("csls_k", 10), cohort=cohort,
-                   calibrator=Calibrator(**cfg.get("calibration", {})), threshold=cfg.get("threshold", 0.5),
-                   artists=cfg.get("artists"), train_hashes=hashes, info=cfg.get("info", {}))
+        model = cls(cfg["method"], cfg["embedding"], head, cfg.get("head_params", {}),
+                    normaliser=cfg.get("normaliser", "none"), csls_k=cfg.get("csls_k", 10), cohort=cohort,
+                    calibrator=Calibrator(**cfg.get("calibration", {})), threshold=cfg.get("threshold", 0.5),
+                    artists=cfg.get("artists"), train_hashes=hashes, info=cfg.get("info", {}))
+        model.root = path
+        return model
+
+
+def _check_backbone_file(path: Path, embedding: dict) -> None:
+    """A backbone trained into the model directory (finetune, cnn: BACKBONE_FILE) must be there, as safetensors."""
+    weights = embedding.get("weights_file")
+    if not weights or Path(weights).is_absolute():
+        return
+    file = path / weights
+    if not file.is_file():
+        if weights == BACKBONE_FILE:
+            raise ArtefactError(f"{path}: the model's trained backbone {BACKBONE_FILE} is missing")
+        return  # an older model naming a weights file relative to where it was trained
+    if file.suffix != ".safetensors":
+        raise ArtefactError(f"{file}: a model's own backbone weights must be .safetensors")
+    from safetensors import safe_open
+
+    try:  # reads the header only; a pickle (or anything else) under this name is refused, never unpickled
+        with safe_open(str(file), framework="pt") as fh:
+            fh.keys()
+    except Exception as exc:  # noqa: BLE001
+        raise ArtefactError(f"{file}: not a valid safetensors file ({exc})") from None
