@@ -49,6 +49,8 @@ class Method(str, Enum):
     siamese = "siamese"
     metric = "metric"
     classifier = "classifier"
+    finetune = "finetune"
+    cnn = "cnn"
 
 
 class OutFormat(str, Enum):
@@ -57,14 +59,14 @@ class OutFormat(str, Enum):
     csv = "csv"
 
 
-def _progress(label: str):
+def _progress(label: str, unit: str = "img"):
     """A Rich progress bar with throughput; returns (context manager, callback(done, total))."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     class Speed(TextColumn):
         def render(self, task):
             from rich.text import Text
-            return Text(f"{task.speed:6.1f} img/s" if task.speed else "      -- img/s")
+            return Text(f"{task.speed:6.1f} {unit}/s" if task.speed else f"      -- {unit}/s")
 
     prog = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), Speed(""), TimeRemainingColumn(),
                     console=err, transient=False, disable=not err.is_terminal)
@@ -86,19 +88,24 @@ def _report_failures(failures, where: Path | None = None) -> None:
         err.print(f"  ... and {len(failures) - 10} more")
     if where is not None:
         import csv
+        import io
+
+        from .io import atomic_write_text
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(["path", "error"])
+        w.writerows(failures)
         where.parent.mkdir(parents=True, exist_ok=True)
-        with open(where, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["path", "error"])
-            w.writerows(failures)
+        atomic_write_text(where, buf.getvalue())  # UTF-8 (unicode file names), never half-written
         err.print(f"  full list: {where}")
 
 
-def _embedding_config(backbone: Optional[str], view: str, pool: str, weights: Optional[Path]):
+def _embedding_config(backbone: Optional[str], view: str, pool: str, weights: Optional[Path],
+                      input_size: Optional[int] = None):
     from .embedding import EmbeddingConfig, default_backbone
 
     return EmbeddingConfig(backbone=backbone or default_backbone(), view=view, pool=pool,
-                           weights=str(weights) if weights else None)
+                           weights=str(weights) if weights else None, input_size=input_size)
 
 
 @app.command()
@@ -133,16 +140,26 @@ def embed(
     batch_size: int = typer.Option(16, min=1),
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes"),
     device: Optional[str] = typer.Option(None, help="cuda | cpu (default: cuda when present)"),
+    commit_every: int = typer.Option(256, min=1, help="images per committed shard (what a killed run keeps)"),
 ) -> None:
-    """Embed every painting of DATA into a feature store; a second run skips what is done."""
-    from .embedding import Embedder
-    from .pipeline import embed_data
+    """Embed every painting of DATA into a feature store; a second run skips what is done.
 
-    embedder = Embedder(_embedding_config(backbone, view, pool, weights), device=device, batch_size=batch_size,
-                        num_workers=workers)
+    Under `torchrun --nproc_per_node N -m painterid embed ...` the ranks share the work (painterid.distributed).
+    """
+    from .distributed import DistEnv, embed_data_distributed
+    from .embedding import Embedder
+
+    env = DistEnv.from_env()
+    embedder = Embedder(_embedding_config(backbone, view, pool, weights), device=env.device(device),
+                        batch_size=batch_size, num_workers=workers)
     prog, update = _progress("embedding")
-    with prog:
-        store, dataset, failures = embed_data(data, embedder, out_dir, progress=update)
+    with prog:  # one bar: rank 0's share
+        store, dataset, failures = embed_data_distributed(data, embedder, out_dir, env,
+                                                          progress=update if env.is_main else None,
+                                                          commit_every=commit_every)
+    if not env.is_main:
+        return
+    (out_dir / "failures.csv").unlink(missing_ok=True)  # the list is this run's, not a stale one
     _report_failures(failures, out_dir / "failures.csv" if failures else None)
     err.print(f"{len(store)} paintings of {len(set(store.artists))} artists in {out_dir} "
               f"({embedder.fingerprint['backbone']}, {view}, {pool}, dim {embedder.dim}, {embedder.device})")
@@ -152,11 +169,15 @@ def embed(
 def train(
     data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
     out_dir: Path = typer.Option(..., "--out", help="model directory to write"),
-    method: Method = typer.Option(Method.siamese, help="cosine | siamese | metric | classifier"),
-    backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store)"),
+    method: Method = typer.Option(Method.siamese, help="cosine | siamese | metric | classifier (over embeddings); "
+                                  "finetune | cnn (the backbone itself, from DATA's image files)"),
+    backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store; cnn: the "
+                                           "architecture trained from scratch, default cnn_baseline)"),
     view: str = typer.Option("center"),
     pool: str = typer.Option("style"),
     weights: Optional[Path] = typer.Option(None),
+    input_size: Optional[int] = typer.Option(None, min=32, help="square input side in pixels (default: the "
+                                             "backbone's own)"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
     epochs: int = typer.Option(40, min=1),
     lr: float = typer.Option(1e-3),
@@ -166,17 +187,39 @@ def train(
     val_artists: float = typer.Option(0.2, help="fraction of artists held out for validation"),
     test_artists: float = typer.Option(0.2, help="fraction of artists held out for the unseen test"),
     holdout: float = typer.Option(0.25, help="fraction of paintings of training artists kept for the seen test"),
+    split_file: Optional[Path] = typer.Option(None, "--split", help="split file from `painterid split` (then "
+                                              "--val-artists, --test-artists and --holdout are not used)"),
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None),
 ) -> None:
     """Train a pair scorer on artist-disjoint splits; the threshold is chosen on validation artists."""
     from .pipeline import labelled
+    from .splits import read_split, split_indices
     from .training import TrainOptions, train_model
+
+    precomputed = read_split(split_file) if split_file else None
+    if method in (Method.finetune, Method.cnn):  # the backbone itself, from image files
+        from .training import train_from_images
+        from .training.finetune import CNN_BACKBONE
+
+        default = CNN_BACKBONE if method is Method.cnn else None
+        model, history, split = train_from_images(
+            data, out_dir, TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size,
+                                        normaliser=normaliser, seed=seed),
+            _embedding_config(backbone or default, view, pool, weights, input_size), val=val_artists,
+            test=test_artists, holdout=holdout, device=device, split_file=precomputed,
+            log=lambda r: err.print(f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f}  "
+                                    f"val AUC {r['val_auc']:.4f}", highlight=False))
+        v = model.info["validation"]
+        err.print(f"saved {out_dir}: {method.value} ({model.embedding['backbone']}, best epoch "
+                  f"{model.info['best_epoch']}), threshold {model.threshold:.4f}, validation AUC {v['auc']:.4f} on "
+                  f"{v['pairs']} pairs of {len(split['artists']['val'])} artists")
+        return
 
     prog, update = _progress("embedding")
     with prog:
-        lab = labelled(data, _embedding_config(backbone, view, pool, weights), store_dir=store, progress=update,
-                       device=device)
+        lab = labelled(data, _embedding_config(backbone, view, pool, weights, input_size), store_dir=store,
+                       progress=update, device=device)
     _report_failures(lab.failures)
     opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss,
                         normaliser=normaliser, seed=seed)
@@ -185,8 +228,10 @@ def train(
         err.print(f"epoch {rec['epoch']:3d}  train loss {rec['train_loss']:.4f}  val AUC {rec['val_auc']:.4f}",
                   highlight=False)
 
+    if precomputed is not None:
+        precomputed = split_indices(precomputed, lab.names, lab.artists)
     model, history, split = train_model(lab, out_dir, opts, val=val_artists, test=test_artists, holdout=holdout,
-                                        log=log)
+                                        log=log, split=precomputed)
     v = model.info["validation"]
     err.print(f"saved {out_dir}: {method.value}, normaliser {model.normaliser}, threshold {model.threshold:.4f}, "
               f"validation AUC {v['auc']:.4f} on {v['pairs']} pairs of {len(split['artists']['val'])} artists")
@@ -207,6 +252,7 @@ def evaluate(
     seed: int = typer.Option(0),
     bootstrap: int = typer.Option(200, min=0, help="bootstrap resamples for confidence intervals"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    report: Optional[Path] = typer.Option(None, help="also write a self-contained HTML report to this directory"),
     device: Optional[str] = typer.Option(None),
 ) -> None:
     """Table 1 of the seed report for one model: accuracy, precision, recall, F1, ROC AUC, EER per split."""
@@ -218,16 +264,21 @@ def evaluate(
     pm = PairModel.load(model)
     prog, update = _progress("embedding")
     with prog:
-        lab = labelled(data, pm.embedding, store_dir=store, progress=update, device=device)
+        lab = labelled(data, pm.embedding, store_dir=store, progress=update, device=device, base_dir=pm.root)
     _report_failures(lab.failures)
     pair_rows = None
     if pairs is not None:
         pair_rows = read_pairs_csv(pairs, {n: i for i, n in enumerate(lab.names)})
     name = "mixed" if split.value == "mix" else split.value
-    result = evaluate_model(pm, lab, split=name, protocol=protocol.value, pairs=pair_rows, seed=seed,
-                            n_boot=bootstrap)
+    result, scored = evaluate_model(pm, lab, split=name, protocol=protocol.value, pairs=pair_rows, seed=seed,
+                                    n_boot=bootstrap, return_scores=True)
     result["model"] = str(model)
     result["data"] = str(data)
+    if report is not None:
+        from .evaluation.report import write_report
+
+        page = write_report(report, result, scored, lab, pm, title=f"painterid evaluate: {model.name} on {data}")
+        err.print(f"report: {page}")
     if as_json:
         out.print_json(json.dumps(result))
         return
@@ -236,16 +287,17 @@ def evaluate(
             continue
         table = Table(title=f"{model.name} on {data} — {title} ({protocol.value}, threshold {pm.threshold:.3f})")
         for col in ("split", "pairs", "pos", "accuracy", "precision", "recall", "F1", "ROC AUC", "AUC 95% CI", "EER",
-                    "TAR@1%FAR"):
+                    "TAR@1%FAR", "TAR@0.1%FAR", "MAP@R"):
             table.add_column(col, justify="right")
         for g, r in groups.items():
             if r is None:
-                table.add_row(g, "0", *["–"] * 9)
+                table.add_row(g, "0", *["–"] * 11)
                 continue
             ci = r.get("auc_ci") or [None, None]
             table.add_row(g, str(r["n_pairs"]), str(r["n_pos"]), _fmt(r["accuracy"]), _fmt(r["precision"]),
                           _fmt(r["recall"]), _fmt(r["f1"]), _fmt(r["auc"]), f"{_fmt(ci[0])}–{_fmt(ci[1])}",
-                          _fmt(r["eer"]), _fmt(r.get("tar@far=1%")))
+                          _fmt(r["eer"]), _fmt(r.get("tar@far=1%")), _fmt(r.get("tar@far=0.1%")),
+                          _fmt(r.get("map@r")))
         out.print(table)
 
 
@@ -332,6 +384,111 @@ def identify(
             near = ", ".join(f"{n['file']} ({n['score']:.2f})" for n in c["nearest"])
             out.print(f"  {c['score']:.3f}  p={c['probability']:.2f}  {c['artist']}  — nearest: {near}",
                       highlight=False, markup=False)
+
+
+@app.command("split")
+def split_cmd(
+    data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
+    out_file: Path = typer.Option(..., "--out", help="split file (JSON) to write"),
+    val: float = typer.Option(0.2, help="fraction of artists for validation"),
+    test: float = typer.Option(0.2, help="fraction of artists for the unseen test"),
+    holdout: float = typer.Option(0.25, help="fraction of paintings of training artists kept for the seen test"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Split DATA by artist into train / validation / test, written as a file `train --split` reads."""
+    from .splits import split_data
+
+    s = split_data(data, out_file, val=val, test=test, holdout=holdout, seed=seed)
+    c = s["counts"]
+    err.print(f"wrote {out_file}: artists train {c['train_artists']} / val {c['val_artists']} / test "
+              f"{c['test_artists']}; paintings train {c['train_paintings']}, val {c['val_paintings']}, "
+              f"seen test {c['test_seen_paintings']}, unseen test {c['test_unseen_paintings']}", highlight=False)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def table1(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
+    models: list[Path] = typer.Option(..., "--models", help="model directories: --models M1 M2 ..."),
+    store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
+    seed: int = typer.Option(0),
+    bootstrap: int = typer.Option(0, min=0, help="bootstrap resamples for AUC intervals (JSON)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    device: Optional[str] = typer.Option(None),
+) -> None:
+    """The seed report's Table 1 for several models, with the report's own figures beside ours."""
+    from .evaluation.table1 import table1 as run_table1
+
+    unknown = [a for a in ctx.args if a.startswith("-")]
+    if unknown:
+        raise PainterIDError(f"table1: no such option {unknown[0]}")
+    prog, update = _progress("embedding")
+    with prog:
+        res = run_table1(data, list(models) + [Path(a) for a in ctx.args], store_dir=store, seed=seed,
+                         n_boot=bootstrap, device=device, progress=update)
+    if as_json:
+        out.print_json(json.dumps(res))
+        return
+    table = Table(title=f"Table 1 on {data} (balanced seen / unseen / mixed pairs)")
+    for col in ("model", "seen acc", "unseen acc", "mixed acc", "seen AUC", "unseen AUC", "mixed AUC", "pairs"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    groups = ("seen", "unseen", "mixed")
+    for r in res["rows"]:
+        table.add_row(f"{r['name']} ({Path(r['model']).name})", *[_fmt(r["accuracy"][g]) for g in groups],
+                      *[_fmt(r["auc"][g]) for g in groups], " / ".join(str(r["n_pairs"][g]) for g in groups))
+    table.add_section()
+    for r in res["reference"]:
+        table.add_row(f"[dim]{r['name']}[/]", *[_fmt(r["accuracy"][g]) for g in groups],
+                      *[_fmt(r["auc"][g]) for g in groups], "[dim]*[/]")
+    table.caption = f"* {res['reference_note']} (Kaggle winner: 'mixed' = overall)"
+    out.print(table)
+
+
+@app.command()
+def submit(
+    data: Path = typer.Option(..., help="Kaggle folder: submission_info.csv, images in test/ and train/"),
+    model: Path = typer.Option(DEFAULT_MODEL, help="model directory"),
+    out_file: Path = typer.Option(..., "--out", help="submission CSV to write (index,sameArtist)"),
+    pairs: Optional[Path] = typer.Option(None, help="pairs CSV (index,image1,image2); "
+                                         "default DATA/submission_info.csv"),
+    chunk: int = typer.Option(1_000_000, min=1, help="pairs read, scored and written per block"),
+    store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of the images (default: cache)"),
+    device: Optional[str] = typer.Option(None),
+) -> None:
+    """Kaggle submission: p(same artist) of every pair of submission_info.csv, streamed in chunks."""
+    from .submit import prepare_submission, write_submission
+
+    prog, update = _progress("embedding")
+    with prog:
+        inputs = prepare_submission(data, model, pairs=pairs, store_dir=store, device=device, progress=update)
+    _report_failures(inputs.failures)
+    prog, update = _progress("scoring", unit="pairs")
+    with prog:
+        summary = write_submission(inputs, out_file, chunk=chunk, progress=update)
+    err.print(f"wrote {summary.out}: {summary.n_pairs} pairs over {summary.n_images} images"
+              + (f"; {summary.n_missing_pairs} pair(s) with a missing image got 0.5" if summary.n_missing_pairs
+                 else ""), highlight=False)
+
+
+@app.command()
+def explain(
+    image_a: Path = typer.Argument(..., help="first painting"),
+    image_b: Path = typer.Argument(..., help="second painting"),
+    out_png: Path = typer.Option(..., "--out", help="PNG to write (the two paintings with their heatmaps)"),
+    model: Path = typer.Option(DEFAULT_MODEL, help="model directory (default: the shipped model)"),
+    device: Optional[str] = typer.Option(None),
+) -> None:
+    """Heatmaps (Grad-CAM) of the regions of both paintings that drive their pair score, side by side as a PNG.
+
+    Exit status: 0 = figure written (whatever the verdict), 2 = error.
+    """
+    from .explain import explain_pair
+
+    r = explain_pair(image_a, image_b, model, out=out_png, device=device)
+    verdict = "[green]same artist[/]" if r["same_artist"] else "[red]different artists[/]"
+    out.print(f"{r['image_a']}  vs  {r['image_b']}: p(same artist) = {r['probability']:.3f} "
+              f"(score {r['score']:.3f}, threshold {r['threshold']:.3f}) → {verdict}", highlight=False)
+    out.print(f"heatmaps: {r['out']}", highlight=False)
 
 
 @app.command()
