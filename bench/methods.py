@@ -2,6 +2,9 @@
 
     python bench/methods.py --data ../shared/paintings --seeds 0 1 2 3 4 --out docs/results/methods-real.json
     python bench/methods.py --synthetic 24x8 --seeds 0 1 2 --out docs/results/methods-synthetic.json
+    python bench/methods.py --data ../shared/paintings --methods finetune cnn --normalisers auto --epochs 8 ...
+
+finetune and cnn train the network from the image files (slow on a CPU); the others train heads on embeddings.
 
 Prints mean ± std of ROC AUC and accuracy on seen / unseen / mixed test pairs (and within one source, when the
 data set says where images came from); writes all figures as JSON.
@@ -23,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from painterid.embedding import EmbeddingConfig  # noqa: E402
 from painterid.evaluation.run import evaluate_model  # noqa: E402
 from painterid.pipeline import labelled  # noqa: E402
-from painterid.training import TrainOptions, train_model  # noqa: E402
+from painterid.training import IMAGE_METHODS, TrainOptions, train_from_images, train_model  # noqa: E402
 
 METHODS = ("cosine", "siamese", "metric", "classifier")
 
@@ -64,9 +67,18 @@ def main() -> None:
             for seed in args.seeds:
                 t0 = time.time()
                 opts = TrainOptions(method=method, normaliser=norm, seed=seed, epochs=args.epochs)
-                model, history, split = train_model(lab, tmp / f"{method}-{norm}-{seed}", opts, val=args.val,
-                                                    test=args.test)
-                res = evaluate_model(model, lab, split="all", seed=seed, n_boot=0)
+                out = tmp / f"{method}-{norm}-{seed}"
+                if method in IMAGE_METHODS:  # trains the network itself from the image files, then re-embeds
+                    emb = None if method == "cnn" else EmbeddingConfig(backbone=args.backbone, view=args.view,
+                                                                       pool=args.pool)
+                    model, history, split = train_from_images(data, out, opts, embedding=emb, val=args.val,
+                                                              test=args.test)
+                    test_lab = labelled(data, model.embedding, store_dir=out.with_suffix(".store"),
+                                        base_dir=model.root or out)
+                else:
+                    model, history, split = train_model(lab, out, opts, val=args.val, test=args.test)
+                    test_lab = lab
+                res = evaluate_model(model, test_lab, split="all", seed=seed, n_boot=0)
                 row = {"method": method, "normaliser": norm, "chosen_normaliser": model.normaliser, "seed": seed,
                        "epochs": len(history), "seconds": round(time.time() - t0, 1)}
                 for scope, groups in (("all", res["groups"]), ("within", res["within_source"])):

@@ -165,6 +165,11 @@ def embed(
               f"({embedder.fingerprint['backbone']}, {view}, {pool}, dim {embedder.dim}, {embedder.device})")
 
 
+def _log_epoch(rec: dict) -> None:
+    err.print(f"epoch {rec['epoch']:3d}  train loss {rec['train_loss']:.4f}  val AUC {rec['val_auc']:.4f}",
+              highlight=False)
+
+
 @app.command()
 def train(
     data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
@@ -207,9 +212,7 @@ def train(
             data, out_dir, TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size,
                                         normaliser=normaliser, seed=seed),
             _embedding_config(backbone or default, view, pool, weights, input_size), val=val_artists,
-            test=test_artists, holdout=holdout, device=device, split_file=precomputed,
-            log=lambda r: err.print(f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f}  "
-                                    f"val AUC {r['val_auc']:.4f}", highlight=False))
+            test=test_artists, holdout=holdout, device=device, split_file=precomputed, log=_log_epoch)
         v = model.info["validation"]
         err.print(f"saved {out_dir}: {method.value} ({model.embedding['backbone']}, best epoch "
                   f"{model.info['best_epoch']}), threshold {model.threshold:.4f}, validation AUC {v['auc']:.4f} on "
@@ -224,14 +227,10 @@ def train(
     opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss,
                         normaliser=normaliser, seed=seed)
 
-    def log(rec):
-        err.print(f"epoch {rec['epoch']:3d}  train loss {rec['train_loss']:.4f}  val AUC {rec['val_auc']:.4f}",
-                  highlight=False)
-
     if precomputed is not None:
         precomputed = split_indices(precomputed, lab.names, lab.artists)
     model, history, split = train_model(lab, out_dir, opts, val=val_artists, test=test_artists, holdout=holdout,
-                                        log=log, split=precomputed)
+                                        log=_log_epoch, split=precomputed)
     v = model.info["validation"]
     err.print(f"saved {out_dir}: {method.value}, normaliser {model.normaliser}, threshold {model.threshold:.4f}, "
               f"validation AUC {v['auc']:.4f} on {v['pairs']} pairs of {len(split['artists']['val'])} artists")

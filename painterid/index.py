@@ -28,6 +28,7 @@ from safetensors.numpy import load_file, save_file
 
 from . import __version__
 from .errors import ArtefactError, DataError
+from .io import check_replaceable
 
 FORMAT_VERSION = 1
 ARTEFACT = "painterid.artist-index"
@@ -147,22 +148,6 @@ def recall_at_k(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float:
         total += len(truth)
         hits += len(truth.intersection(int(i) for i in a if i >= 0))
     return float(hits / total) if total else 1.0
-
-
-def _check_target(path: Path) -> None:
-    """Refuse to overwrite something that is not an artist index (or an empty directory)."""
-    if not path.exists() and not path.is_symlink():
-        return
-    if path.is_symlink() or not path.is_dir():
-        raise ArtefactError(f"{path}: exists and is not a directory; refusing to overwrite it")
-    if not any(path.iterdir()):
-        return
-    try:
-        cfg = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cfg = None
-    if not isinstance(cfg, dict) or cfg.get("artefact") != ARTEFACT:
-        raise ArtefactError(f"{path}: exists, is not empty and is not an artist index; refusing to overwrite it")
 
 
 # -- the index --------------------------------------------------------------------------------------
@@ -413,7 +398,7 @@ class ArtistIndex:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index directory atomically (temporary sibling, then rename into place)."""
         target = Path(path)
-        _check_target(target)
+        check_replaceable(target, "artefact", ARTEFACT, "an artist index")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         old = target.with_name(f"{target.name}.old-{os.getpid()}")

@@ -77,3 +77,22 @@ def check_config_match(have: dict, want: dict, what: str, fix: str) -> None:
     if diff:
         detail = "; ".join(f"{k}: {have.get(k)!r} vs {want.get(k)!r}" for k in diff)
         raise ArtefactError(f"{what} was made with other settings ({detail}); {fix}")
+
+
+def check_replaceable(path: str | os.PathLike, key: str, value: str, what: str) -> None:
+    """Refuse to overwrite `path` unless it is absent, an empty directory, or an artefact whose config.json has
+    `key == value` (a wrong --out must never destroy someone's folder)."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise ArtefactError(f"{path}: exists and is not a directory; refusing to overwrite it")
+    if not any(path.iterdir()):
+        return
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cfg = None
+    if not isinstance(cfg, dict) or cfg.get(key) != value:
+        raise ArtefactError(f"{path}: exists, is not empty and is not {what}; refusing to overwrite it "
+                            "(choose another --out)")

@@ -14,7 +14,6 @@ Directory layout::
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 
 from .. import __version__
 from ..errors import ArtefactError
-from ..io import atomic_dir, read_json, write_json
+from ..io import atomic_dir, check_replaceable, read_json, write_json
 from .calibration import Calibrator
 from .heads import build_head
 from .indexed import indexed_dots, rows_per_block
@@ -32,22 +31,6 @@ from .normalise import csls, neighbourhood
 FORMAT_VERSION = 1
 KIND = "painterid.pair-model"
 BACKBONE_FILE = "backbone.safetensors"  # a backbone trained by painterid (finetune, cnn), inside the model directory
-
-
-def _check_target(path: Path) -> None:
-    """Refuse to replace anything but a painterid model or an empty directory (a wrong --out must lose nothing)."""
-    if not path.exists() and not path.is_symlink():
-        return
-    if path.is_dir() and not path.is_symlink():
-        if not any(path.iterdir()):
-            return
-        try:
-            if json.loads((path / "config.json").read_text(encoding="utf-8")).get("kind") == KIND:
-                return
-        except (OSError, ValueError, AttributeError):
-            pass
-    raise ArtefactError(f"{path}: exists and is not a painterid model; refusing to overwrite it "
-                        "(choose another --out)")
 
 
 class PairModel:
@@ -168,7 +151,7 @@ class PairModel:
         from safetensors.torch import save_file
 
         out = Path(out)
-        _check_target(out)
+        check_replaceable(out, "kind", KIND, "a painterid model")
         with atomic_dir(out) as tmp:
             write_json(tmp / "config.json", self.config())
             tensors = {f"head.{k}": v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
