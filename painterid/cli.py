@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .defaults import DEFAULT_POOL, DEFAULT_VIEW
 from .errors import PainterIDError
 
 app = typer.Typer(
@@ -134,8 +135,8 @@ def embed(
     data: Path = typer.Argument(..., help="Kaggle layout (train_info.csv) or one folder per artist"),
     out_dir: Path = typer.Option(..., "--out", help="feature store directory (created or resumed)"),
     backbone: Optional[str] = typer.Option(None, help="backbone name (painterid backbones); default: the shipped one"),
-    view: str = typer.Option("center", help="resize | center | corners | patches"),
-    pool: str = typer.Option("style", help="gap | style | both"),
+    view: str = typer.Option(DEFAULT_VIEW, help="resize | center | corners | patches"),
+    pool: str = typer.Option(DEFAULT_POOL, help="gap | style | both"),
     weights: Optional[Path] = typer.Option(None, help="weights file (.safetensors or .pth, loaded safely)"),
     batch_size: int = typer.Option(16, min=1),
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes"),
@@ -178,8 +179,8 @@ def train(
                                   "finetune | cnn (the backbone itself, from DATA's image files)"),
     backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store; cnn: the "
                                            "architecture trained from scratch, default cnn_baseline)"),
-    view: str = typer.Option("center"),
-    pool: str = typer.Option("style"),
+    view: str = typer.Option(DEFAULT_VIEW, help="resize | center | corners | patches"),
+    pool: str = typer.Option(DEFAULT_POOL, help="gap | style | both"),
     weights: Optional[Path] = typer.Option(None),
     input_size: Optional[int] = typer.Option(None, min=32, help="square input side in pixels (default: the "
                                              "backbone's own)"),
@@ -344,8 +345,8 @@ def index_build(
     data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
     out_dir: Path = typer.Option(..., "--out", help="index directory to write"),
     backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store)"),
-    view: str = typer.Option("center"),
-    pool: str = typer.Option("style"),
+    view: str = typer.Option(DEFAULT_VIEW, help="resize | center | corners | patches"),
+    pool: str = typer.Option(DEFAULT_POOL, help="gap | style | both"),
     kind: str = typer.Option("auto", help="auto | flat | hnsw | ivf (auto: exact up to 200k paintings)"),
     subcentres: int = typer.Option(1, min=1, help="prototypes per artist (for styles that changed over time)"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),

