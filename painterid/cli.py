@@ -303,22 +303,30 @@ def evaluate(
 
 @app.command()
 def compare(
-    images: list[Path] = typer.Argument(..., help="REFERENCE then one or more images to compare with it"),
+    images: Optional[list[Path]] = typer.Argument(None, help="REFERENCE then one or more images to compare with it"),
+    pairs: Optional[Path] = typer.Option(None, help="CSV of pairs to compare (columns image1,image2) instead"),
     model: Path = typer.Option(DEFAULT_MODEL, help="model directory (default: the shipped model)"),
     threshold: Optional[float] = typer.Option(None, help="decision threshold on the score (default: the model's)"),
     fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table | json (JSON lines) | csv"),
     as_json: bool = typer.Option(False, "--json", help="same as --format json"),
     device: Optional[str] = typer.Option(None),
 ) -> None:
-    """Probability that one artist painted REFERENCE and each other image, and the verdict.
+    """Probability that one artist painted REFERENCE and each other image (or each --pairs row), and the verdict.
 
-    Exit status: 0 = same artist (for every image), 1 = different artists (for at least one), 2 = error.
+    Exit status: 0 = same artist (for every pair), 1 = different artists (for at least one), 2 = error.
     """
-    from .compare import compare_files
+    from .compare import compare_pairs, read_pair_list
 
-    if len(images) < 2:
-        raise PainterIDError("compare needs a reference image and at least one image to compare with it")
-    results = compare_files(images[0], images[1:], model_dir=model, threshold=threshold, device=device)
+    if pairs is not None:
+        if images:
+            raise PainterIDError("give either images or --pairs CSV, not both")
+        todo = read_pair_list(pairs)
+    elif not images or len(images) < 2:
+        raise PainterIDError("compare needs a reference image and at least one image to compare with it "
+                             "(or --pairs CSV)")
+    else:
+        todo = [(images[0], other) for other in images[1:]]
+    results = compare_pairs(todo, model_dir=model, threshold=threshold, device=device)
     fmt = OutFormat.json if as_json else fmt
     if fmt is OutFormat.json:
         for r in results:

@@ -80,17 +80,47 @@ def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Pat
 def compare_files(reference: Path, others: list[Path], model_dir: Path, threshold: float | None = None,
                   device=None) -> list[dict]:
     """Score the reference against each other image with a PairModel; one dict per pair."""
+    return compare_pairs([(Path(reference), Path(o)) for o in others], model_dir, threshold, device)
+
+
+def compare_pairs(pairs: list[tuple[Path, Path]], model_dir: Path, threshold: float | None = None,
+                  device=None) -> list[dict]:
+    """Score each (image_a, image_b) pair with a PairModel; every distinct file is embedded once."""
     from .scoring import PairModel
 
     model = PairModel.load(model_dir)
-    paths = [Path(reference)] + [Path(o) for o in others]
+    paths = list(dict.fromkeys(Path(p) for pair in pairs for p in pair))
+    row = {p: i for i, p in enumerate(paths)}
     vecs = embed_paths(paths, model.embedding, device=device, base_dir=model.root)
-    a = np.repeat(vecs[:1], len(others), axis=0)
-    scores = model.scores(a, vecs[1:])
+    ia = np.array([row[Path(a)] for a, _ in pairs])
+    ib = np.array([row[Path(b)] for _, b in pairs])
+    scores = model.scores(vecs[ia], vecs[ib])
     probs = model.probability(scores)
     thr = model.threshold if threshold is None else float(threshold)
     return [
-        {"image_a": str(paths[0]), "image_b": str(p), "score": round(float(s), 6), "probability": round(float(q), 6),
+        {"image_a": str(a), "image_b": str(b), "score": round(float(s), 6), "probability": round(float(q), 6),
          "threshold": thr, "same_artist": bool(s >= thr), "method": model.method}
-        for p, s, q in zip(paths[1:], scores, probs)
+        for (a, b), s, q in zip(pairs, scores, probs)
     ]
+
+
+def read_pair_list(path: Path) -> list[tuple[Path, Path]]:
+    """Pairs from a CSV with columns image1,image2 (paths relative to the CSV's folder or absolute)."""
+    import csv
+
+    from .errors import DataError
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in ("image1", "image2") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}: missing column(s) {', '.join(missing)} (need image1,image2)")
+            pairs = [(path.parent / r["image1"].strip(), path.parent / r["image2"].strip()) for r in reader
+                     if r.get("image1") and r.get("image2")]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read the pairs CSV ({exc})") from None
+    if not pairs:
+        raise DataError(f"{path}: no pairs listed")
+    return pairs

@@ -104,3 +104,25 @@ def test_embed_resumes_and_skips_bad_files(tmp_path, synthetic_data):
     assert sorted(p.name for p in out.glob("shard-*.safetensors")) == shards  # nothing recomputed
     wrong = run("embed", data, "--out", out, "--backbone", "efficientnet_lite1", "--view", "center", "--pool", "style")
     assert wrong.returncode == 2 and "backbone" in wrong.stderr
+
+
+def test_compare_a_csv_of_pairs(trained, synthetic_data, tmp_path):
+    import csv
+    rows = list(csv.DictReader(open(synthetic_data / "train_info.csv")))
+    listing = tmp_path / "pairs.csv"
+    with open(listing, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image1", "image2"])
+        for r1, r2 in zip(rows[:3], rows[3:6]):  # relative to the CSV's folder, or absolute
+            w.writerow([str(synthetic_data / "train" / r1["filename"]), str(synthetic_data / "train" / r2["filename"])])
+    proc = run("compare", "--pairs", listing, "--model", trained, "--json")
+    assert proc.returncode in (0, 1), proc.stderr
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [Path(x["image_b"]).name for x in lines] == [r["filename"] for r in rows[3:6]]
+    single = json.loads(run("compare", lines[0]["image_a"], lines[0]["image_b"], "--model", trained,
+                            "--json").stdout)
+    assert abs(single["score"] - lines[0]["score"]) < 1e-5  # the same score as one pair at a time
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\nx.jpg,y.jpg\n")
+    proc = run("compare", "--pairs", bad, "--model", trained)
+    assert proc.returncode == 2 and "image1" in proc.stderr

@@ -198,3 +198,16 @@ def test_map_at_r_duplicate_embeddings_never_match_self():
     emb = np.array([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * 3)
     artists = ["a"] * 3 + ["b"] * 3
     assert map_at_r(emb, artists) == pytest.approx(1.0)
+
+
+def test_pair_report_gives_intervals_for_every_threshold_metric():
+    import numpy as np
+
+    from painterid.evaluation.metrics import pair_report
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(200), np.zeros(200)].astype(int)
+    s = np.where(y == 1, rng.normal(1, 1, 400), rng.normal(-1, 1, 400))
+    rep = pair_report(s, y, threshold=0.0, n_boot=100, seed=0)
+    for k in ("precision", "recall", "f1", "eer", "accuracy", "auc"):
+        lo, hi = rep[f"{k}_ci"]
+        assert lo <= rep[k] <= hi and hi - lo < 0.2, (k, lo, rep[k], hi)
