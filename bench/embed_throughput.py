@@ -29,7 +29,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64, help="synthetic paintings")
     ap.add_argument("--size", type=int, default=512, help="longer side of each painting (px)")
     ap.add_argument("--backbone", default=None, help="default: the shipped backbone")
-    ap.add_argument("--view", default="center")
+    ap.add_argument("--view", default=None, help="default: the shipped view")
+    ap.add_argument("--pool", default=None, help="default: the shipped pooling")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--rounds", type=int, default=3)
@@ -48,7 +49,10 @@ def main() -> None:
         per = 8
         make_synthetic_dataset(root, n_artists=-(-args.n // per), per_artist=per, size=args.size, seed=1)
     files = sorted((root / "train").glob("*.jpg"))[: args.n]
-    config = EmbeddingConfig(backbone=args.backbone or default_backbone(), view=args.view)
+    from painterid.defaults import DEFAULT_POOL, DEFAULT_VIEW
+
+    config = EmbeddingConfig(backbone=args.backbone or default_backbone(), view=args.view or DEFAULT_VIEW,
+                             pool=args.pool or DEFAULT_POOL)
     embedder = Embedder(config, batch_size=args.batch_size, num_workers=0)
 
     views = torch.stack([embedder.transform(load_image(f)) for f in files])
