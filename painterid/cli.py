@@ -196,6 +196,8 @@ def train(
     split_file: Optional[Path] = typer.Option(None, "--split", help="split file from `painterid split` (then "
                                               "--val-artists, --test-artists and --holdout are not used)"),
     seed: int = typer.Option(0),
+    tune: bool = typer.Option(False, "--tune", help="try learning rates × hidden widths; keep the best on "
+                              "validation artists (heads over embeddings)"),
     device: Optional[str] = typer.Option(None),
 ) -> None:
     """Train a pair scorer on artist-disjoint splits; the threshold is chosen on validation artists."""
@@ -231,7 +233,7 @@ def train(
     if precomputed is not None:
         precomputed = split_indices(precomputed, lab.names, lab.artists)
     model, history, split = train_model(lab, out_dir, opts, val=val_artists, test=test_artists, holdout=holdout,
-                                        log=_log_epoch, split=precomputed)
+                                        log=_log_epoch, split=precomputed, tune=tune)
     v = model.info["validation"]
     err.print(f"saved {out_dir}: {method.value}, normaliser {model.normaliser}, threshold {model.threshold:.4f}, "
               f"validation AUC {v['auc']:.4f} on {v['pairs']} pairs of {len(split['artists']['val'])} artists")
