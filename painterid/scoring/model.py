@@ -4,7 +4,9 @@ Directory layout::
 
     MODEL/config.json          method, embedding fingerprint, head params, normaliser, calibration, threshold,
                                train / validation / test artists, measured figures
-    MODEL/model.safetensors    head weights (`head.*`) and the normalisation cohort (`cohort`); absent when empty
+    MODEL/model.safetensors    head weights (`head.*`); absent when empty (older models: also `cohort`)
+    MODEL/normalise.safetensors the fitted arrays of the normaliser chain (config.json "chain"), when any
+    MODEL/cohort.safetensors   the reference cohort: embeddings of a few hundred paintings of other artists
     MODEL/training_set.csv     sha256 of every painting trained on (evaluate leaves them out)
     MODEL/backbone.safetensors finetune / cnn only: the trained backbone; the embedding's `weights_file` names it
                                relative to MODEL, so the directory can be moved
@@ -26,51 +28,86 @@ from ..io import atomic_dir, check_replaceable, read_json, write_json
 from .calibration import Calibrator
 from .heads import build_head
 from .indexed import indexed_dots, rows_per_block
-from .normalise import csls, neighbourhood
+from .normalise import Chain, csls, legacy_chain, neighbourhood
 
 FORMAT_VERSION = 1
 KIND = "painterid.pair-model"
+NORMALISE_FILE = "normalise.safetensors"  # fitted arrays of the normaliser chain
+COHORT_FILE = "cohort.safetensors"  # the reference cohort: raw embeddings of other paintings
 BACKBONE_FILE = "backbone.safetensors"  # a backbone trained by painterid (finetune, cnn), inside the model directory
 
 
 class PairModel:
-    """Scores pairs of embeddings: raw head score → (CSLS) → probability and verdict at the threshold."""
+    """Scores pairs of embeddings: normaliser chain → head score → (CSLS against the cohort) → probability and
+    verdict at the threshold.
+
+    `chain` (a normalise.Chain, fitted) maps every vector before the head; its last step may be CSLS. `cohort`
+    is the reference cohort the chain was fitted on (raw embeddings, shipped as cohort.safetensors). Older
+    models name their normaliser "none" or "csls" (+ csls_k and a cohort): they load into the same chain.
+    """
 
     def __init__(self, method: str, embedding: dict, head: torch.nn.Module, head_params: dict | None = None,
                  normaliser: str = "none", csls_k: int = 10, cohort: np.ndarray | None = None,
                  calibrator: Calibrator | None = None, threshold: float = 0.5,
                  artists: dict[str, list[str]] | None = None, train_hashes: Sequence[str] = (),
-                 info: dict | None = None):
+                 info: dict | None = None, chain: Chain | None = None, cohort_info: dict | None = None):
         self.method = method
         self.embedding = embedding
         self.head = head.eval()
         self.head_params = head_params or {}
-        self.normaliser = normaliser
-        self.csls_k = csls_k
         self.cohort = None if cohort is None else np.asarray(cohort, dtype=np.float32)
+        self.cohort_info = cohort_info or {}
+        if chain is None:
+            chain = legacy_chain(normaliser, csls_k, self.cohort)
+        self.chain = chain
         self.calibrator = calibrator or Calibrator()
         self.threshold = float(threshold)
         self.artists = artists or {"train": [], "val": [], "test": []}
         self.train_hashes = list(train_hashes)
         self.info = info or {}
         self.root: Path | None = None  # the directory it was loaded from (relative weights files live there)
-        self._r_cohort_space = None
+        self._cohort_space: np.ndarray | None = None
+
+    @property
+    def chain(self) -> Chain:
+        return self._chain
+
+    @chain.setter
+    def chain(self, chain: Chain) -> None:
+        self._chain = chain
+        self._cohort_space = None
+
+    @property
+    def normaliser(self) -> str:
+        """The chain as a spec ("none", "csls:10", "power,center,l2,csls:10", ...)."""
+        return self.chain.spec
+
+    @property
+    def csls_k(self) -> int | None:
+        step = self.chain.score_step
+        return None if step is None else int(step.params["k"])
 
     # -- scoring ---------------------------------------------------------------------------------
     @property
     def train_artists(self) -> set[str]:
         return set(self.artists.get("train", []))
 
-    @torch.inference_mode()
-    def space(self, x: np.ndarray) -> np.ndarray | None:
-        """Vectors in the space where the head's score is a dot product (None for the siamese head)."""
-        if not hasattr(self.head, "space"):
-            return None
-        return self.head.space(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """The chain's vector steps applied to raw embeddings (what the head sees)."""
+        return self.chain.apply(x) if self.chain.vector_steps else np.asarray(x, dtype=np.float32)
 
     @torch.inference_mode()
-    def raw_scores(self, a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
-        """Head score of each pair (a[i], b[i])."""
+    def _space_t(self, xt: np.ndarray) -> np.ndarray | None:
+        if not hasattr(self.head, "space"):
+            return None
+        return self.head.space(torch.from_numpy(np.ascontiguousarray(xt, dtype=np.float32))).numpy()
+
+    def space(self, x: np.ndarray) -> np.ndarray | None:
+        """Vectors in the space where the head's score is a dot product (None for the siamese head)."""
+        return self._space_t(self.transform(x))
+
+    @torch.inference_mode()
+    def _raw_t(self, a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
         out = np.empty(len(a), dtype=np.float32)
         for s in range(0, len(a), chunk):
             ta = torch.from_numpy(np.ascontiguousarray(a[s:s + chunk], dtype=np.float32))
@@ -78,52 +115,72 @@ class PairModel:
             out[s:s + chunk] = self.head(ta, tb).float().numpy()
         return out
 
+    def raw_scores(self, a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """Head score of each pair (a[i], b[i]) after the chain's vector steps, before CSLS."""
+        return self._raw_t(self.transform(a), self.transform(b), chunk)
+
     @torch.inference_mode()
-    def score_matrix(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Head score of every (x[i], y[j])."""
-        sx, sy = self.space(x), self.space(y)
+    def _matrix_t(self, xt: np.ndarray, yt: np.ndarray, y_space: np.ndarray | None = None) -> np.ndarray:
+        sx = self._space_t(xt)
         if sx is not None:
-            return sx @ sy.T
-        ty = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
-        rows = [self.head(torch.from_numpy(row[None]).expand(len(y), -1), ty).numpy() for row in
-                np.ascontiguousarray(x, dtype=np.float32)]
-        return np.stack(rows) if rows else np.zeros((0, len(y)), np.float32)
+            return sx @ (self._space_t(yt) if y_space is None else y_space).T
+        ty = torch.from_numpy(np.ascontiguousarray(yt, dtype=np.float32))
+        rows = [self.head(torch.from_numpy(row[None]).expand(len(yt), -1), ty).numpy() for row in
+                np.ascontiguousarray(xt, dtype=np.float32)]
+        return np.stack(rows) if rows else np.zeros((0, len(yt)), np.float32)
+
+    def score_matrix(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Head score of every (x[i], y[j]) (after the vector steps, before CSLS)."""
+        return self._matrix_t(self.transform(x), self.transform(y))
+
+    def _neighbourhood_t(self, xt: np.ndarray) -> np.ndarray | None:
+        step = self.chain.score_step
+        if step is None:
+            return None
+        cohort = step.cohort
+        if hasattr(self.head, "space"):
+            if self._cohort_space is None:
+                self._cohort_space = self._space_t(cohort)
+            cs = self._cohort_space
+            skip = 1.0 - 1e-5 if step.params.get("skip_self", True) else None
+            return neighbourhood(lambda q: self._space_t(q) @ cs.T, xt, step.params["k"], exclude_self=skip)
+        return neighbourhood(lambda q: self._matrix_t(q, cohort), xt, step.params["k"])
 
     def neighbourhood(self, x: np.ndarray) -> np.ndarray:
-        """r(x): mean of the k best scores of each vector against the cohort."""
-        return neighbourhood(lambda q: self.score_matrix(q, self.cohort), x, self.csls_k)
+        """r(x): mean of the k best scores of each vector against the cohort (CSLS)."""
+        r = self._neighbourhood_t(self.transform(x))
+        return np.zeros(len(x), np.float32) if r is None else r
 
     def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Normalised score of each pair; higher = more likely the same artist."""
-        raw = self.raw_scores(a, b)
-        if self.normaliser == "csls" and self.cohort is not None and len(self.cohort):
-            return csls(raw, self.neighbourhood(a), self.neighbourhood(b))
-        return raw
+        """Normalised score of each pair; higher = more likely the same artist. Depends on (a[i], b[i]), the
+        model and its cohort only, never on the other pairs."""
+        ta, tb = self.transform(a), self.transform(b)
+        raw = self._raw_t(ta, tb)
+        if self.chain.score_step is None:
+            return raw
+        return csls(raw, self._neighbourhood_t(ta), self._neighbourhood_t(tb))
 
-    def prepare(self, vectors: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """What score_pairs computes once per matrix of vectors: (scoring space or None, CSLS r(x) or None).
-
-        Pass it back as `score_pairs(..., prepared=...)` to score many blocks of pairs over the same vectors."""
-        r = None
-        if self.normaliser == "csls" and self.cohort is not None and len(self.cohort):
-            r = self.neighbourhood(vectors)
-        return self.space(vectors), r
+    def prepare(self, vectors: np.ndarray) -> tuple:
+        """What score_pairs computes once per matrix of vectors: (scoring space or None, CSLS r(x) or None,
+        the vectors after the chain). Pass it back as `score_pairs(..., prepared=...)`."""
+        xt = self.transform(vectors)
+        return self._space_t(xt), self._neighbourhood_t(xt), xt
 
     def score_pairs(self, vectors: np.ndarray, pairs: np.ndarray, chunk: int = 1_000_000,
                     progress=None, prepared: tuple | None = None) -> np.ndarray:
         """Scores of index pairs (i, j) into one matrix of vectors, chunked so memory stays flat."""
         pairs = np.asarray(pairs)
         out = np.empty(len(pairs), dtype=np.float32)
-        space, r = prepared if prepared is not None else self.prepare(vectors)
+        space, r, xt = prepared if prepared is not None else self.prepare(vectors)
         for s in range(0, len(pairs), chunk):
             i, j = pairs[s:s + chunk, 0], pairs[s:s + chunk, 1]
             if space is not None:
                 raw = indexed_dots(space, i, j)  # no gathered copies: memory stays flat at any chunk size
             else:  # the head needs the rows: gather them a bounded block at a time
                 raw = np.empty(len(i), dtype=np.float32)
-                step = rows_per_block(vectors.shape[1])
+                step = rows_per_block(xt.shape[1])
                 for t in range(0, len(i), step):
-                    raw[t:t + step] = self.raw_scores(vectors[i[t:t + step]], vectors[j[t:t + step]])
+                    raw[t:t + step] = self._raw_t(xt[i[t:t + step]], xt[j[t:t + step]])
             out[s:s + chunk] = raw if r is None else csls(raw, r[i], r[j])
             if progress:
                 progress(min(s + chunk, len(pairs)))
@@ -135,19 +192,46 @@ class PairModel:
     def same(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) >= self.threshold
 
-    # -- artefact --------------------------------------------------------------------------------
+    # -- artefact ---------------------------------------------------------------------------------
     def config(self) -> dict:
         return {
             "kind": KIND, "format_version": FORMAT_VERSION, "painterid_version": __version__,
             "method": self.method, "embedding": self.embedding, "head_params": self.head_params,
-            "normaliser": self.normaliser, "csls_k": self.csls_k,
+            "head_dim": self.head_dim, "normaliser": self.normaliser, "csls_k": self.csls_k,
+            "chain": self.chain.to_config(), "cohort": self.cohort_summary(),
             "calibration": self.calibrator.to_dict(), "threshold": self.threshold,
             "threshold_probability": float(self.calibrator(np.array([self.threshold]))[0]),
             "artists": self.artists, "info": self.info,
         }
 
+    @property
+    def head_dim(self) -> int:
+        """The dimension the head sees: the embedding's, or the last projection's of the chain."""
+        return int(self.chain.out_dim or self.embedding.get("dim", 0))
+
+    def cohort_summary(self) -> dict:
+        return {"n": 0 if self.cohort is None else int(len(self.cohort)), **self.cohort_info}
+
+    def set_cohort(self, cohort: np.ndarray, info: dict | None = None) -> None:
+        """Replace the reference cohort and refit the chain's unsupervised steps on it (centre, whitening, CSLS);
+        steps learned from the training artists (wccn, lda) are kept. The threshold and calibration are kept."""
+        cohort = np.ascontiguousarray(cohort, dtype=np.float32)
+        if cohort.ndim != 2 or cohort.shape[1] != int(self.embedding["dim"]):
+            raise ArtefactError(f"the cohort has dimension {cohort.shape[-1]}, the model's embedding "
+                                f"{self.embedding['dim']}")
+        chain = Chain.from_config(self.chain.to_config(), self.chain.arrays(), require_fitted=False)
+        try:
+            chain.fit(cohort, refit_supervised=False)
+        except ValueError as exc:
+            raise ArtefactError(f"cannot fit the normaliser chain on this cohort: {exc}") from None
+        if chain.out_dim != self.chain.out_dim:
+            raise ArtefactError(f"refitting {chain.spec} on {len(cohort)} paintings changes its output dimension "
+                                f"({self.chain.out_dim} → {chain.out_dim}); use a larger cohort")
+        self.cohort, self.cohort_info, self.chain = cohort, dict(info or {}), chain
+
     def save(self, out: str | Path, extra_files: dict[str, bytes] | None = None) -> Path:
         """Write the model directory atomically (a crash leaves the previous one, or none)."""
+        from safetensors.numpy import save_file as save_np
         from safetensors.torch import save_file
 
         out = Path(out)
@@ -155,10 +239,13 @@ class PairModel:
         with atomic_dir(out) as tmp:
             write_json(tmp / "config.json", self.config())
             tensors = {f"head.{k}": v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
-            if self.cohort is not None:
-                tensors["cohort"] = torch.from_numpy(self.cohort)
             if tensors:
                 save_file(tensors, str(tmp / "model.safetensors"))
+            arrays = self.chain.arrays()
+            if arrays:
+                save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / NORMALISE_FILE))
+            if self.cohort is not None and len(self.cohort):
+                save_np({"cohort": np.ascontiguousarray(self.cohort)}, str(tmp / COHORT_FILE))
             with open(tmp / "training_set.csv", "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["sha256"])
@@ -179,24 +266,16 @@ class PairModel:
         if cfg.get("format_version", 0) > FORMAT_VERSION:
             raise ArtefactError(f"{path}: model format {cfg['format_version']} is newer than this painterid "
                                 f"reads ({FORMAT_VERSION}); upgrade painterid")
-        dim = int(cfg["embedding"]["dim"])
+        dim = int(cfg.get("head_dim") or cfg["embedding"]["dim"])
         try:
             head = build_head(cfg["method"], dim, cfg.get("head_params", {}))
         except (TypeError, ValueError) as exc:
             raise ArtefactError(f"{path}: bad head in config.json ({exc})") from None
-        cohort = None
-        weights = path / "model.safetensors"
-        state = {}
-        if weights.is_file():
-            from safetensors.torch import load_file
-
-            try:
-                tensors = load_file(str(weights))
-            except Exception as exc:  # not a safetensors file (e.g. a pickle renamed): refuse, don't execute
-                raise ArtefactError(f"{weights}: not a valid safetensors file ({exc})") from None
-            state = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
-            if "cohort" in tensors:
-                cohort = tensors["cohort"].numpy()
+        tensors = _read_safetensors(path / "model.safetensors")
+        state = {k[5:]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith("head.")}
+        cohort = tensors.get("cohort")  # models saved before cohort.safetensors kept it here
+        if (path / COHORT_FILE).is_file():
+            cohort = _read_safetensors(path / COHORT_FILE).get("cohort")
         expected = head.state_dict().keys()
         if set(state) != set(expected):
             raise ArtefactError(f"{path}: model.safetensors does not hold the weights of a {cfg['method']} head "
@@ -206,18 +285,38 @@ class PairModel:
                 head.load_state_dict(state)
             except RuntimeError as exc:
                 raise ArtefactError(f"{path}: weights do not fit the head ({str(exc).splitlines()[0]})") from None
+        try:
+            if "chain" in cfg:
+                chain = Chain.from_config(cfg["chain"], _read_safetensors(path / NORMALISE_FILE), cohort)
+            else:
+                chain = legacy_chain(cfg.get("normaliser", "none"), cfg.get("csls_k", 10), cohort)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtefactError(f"{path}: bad normaliser chain ({exc})") from None
         _check_backbone_file(path, cfg["embedding"])
         hashes: list[str] = []
         ts = path / "training_set.csv"
         if ts.is_file():
             with open(ts, newline="") as fh:
                 hashes = [r["sha256"] for r in csv.DictReader(fh)]
-        model = cls(cfg["method"], cfg["embedding"], head, cfg.get("head_params", {}),
-                    normaliser=cfg.get("normaliser", "none"), csls_k=cfg.get("csls_k", 10), cohort=cohort,
+        cohort_info = {k: v for k, v in (cfg.get("cohort") or {}).items() if k != "n"}
+        model = cls(cfg["method"], cfg["embedding"], head, cfg.get("head_params", {}), cohort=cohort,
                     calibrator=Calibrator(**cfg.get("calibration", {})), threshold=cfg.get("threshold", 0.5),
-                    artists=cfg.get("artists"), train_hashes=hashes, info=cfg.get("info", {}))
+                    artists=cfg.get("artists"), train_hashes=hashes, info=cfg.get("info", {}), chain=chain,
+                    cohort_info=cohort_info)
         model.root = path
         return model
+
+
+def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
+    """All arrays of a safetensors file ({} when absent); anything else under the name is refused, not run."""
+    if not file.is_file():
+        return {}
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # not a safetensors file (e.g. a pickle renamed): refuse, don't execute
+        raise ArtefactError(f"{file}: not a valid safetensors file ({exc})") from None
 
 
 def _check_backbone_file(path: Path, embedding: dict) -> None:

@@ -19,6 +19,7 @@ from ..evaluation.pairs import balanced_pairs
 from ..scoring.calibration import Calibrator
 from ..scoring.heads import ClassifierHead, CosineScorer, MetricHead, SiameseHead
 from ..scoring.model import PairModel
+from ..scoring.normalise import AUTO_CHAINS, Chain
 
 METRIC_LOSSES = ("supcon", "contrastive", "triplet", "multisimilarity", "arcface", "subcenter_arcface")
 
@@ -40,7 +41,7 @@ class TrainOptions:
     out_dim: int = 128
     loss: str = "supcon"
     m_per_class: int = 2
-    normaliser: str = "auto"  # none | csls | auto (pick by validation AUC)
+    normaliser: str = "auto"  # a chain (scoring.normalise), several joined by "|", or auto: best on validation
     csls_k: int = 10
     cohort_size: int = 4096
     seed: int = 0
@@ -137,16 +138,78 @@ def _train_loop(head: nn.Module, opts: TrainOptions, step_epoch, xv, vpairs, log
     return head.eval(), history
 
 
+def normaliser_candidates(spec: str) -> list[str]:
+    """The chains `fit` tries: "auto" = normalise.AUTO_CHAINS; several chains joined by "|" (e.g.
+    "none|csls"); else the one chain `spec`."""
+    if spec == "auto":
+        return list(AUTO_CHAINS)
+    return [c.strip() for c in spec.split("|") if c.strip()] or ["none"]
+
+
 def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_artists: list[str],
         embedding: dict, opts: TrainOptions, artists_split: dict[str, list[str]] | None = None,
         train_hashes: list[str] | None = None, log=None, cohort: np.ndarray | None = None,
-        trained_head: tuple[nn.Module, dict] | None = None) -> tuple[PairModel, list[dict]]:
+        trained_head: tuple[nn.Module, dict] | None = None,
+        cohort_info: dict | None = None) -> tuple[PairModel, list[dict]]:
     """Train one method on the training paintings, stop and calibrate on the validation artists.
 
-    `cohort` (default: a sample of the training paintings) is what CSLS normalises against.
+    The normaliser chain (`opts.normaliser`: one spec, several joined by "|", or "auto") is fitted first (its
+    unsupervised steps on `cohort`, default a sample of the training paintings; wccn / lda on the training
+    artists); the head is trained on the vectors it maps. With several candidate chains, one head is trained
+    per distinct set of vector steps and the chain with the best validation-artist AUC is kept.
     `trained_head` = (head, constructor params): a head already trained elsewhere (finetune, cnn: training.finetune,
     end to end from pixels); it is not trained again, only given its normaliser, calibration and threshold.
     """
+    vpairs = balanced_pairs(list(val_artists), seed=opts.seed)
+    if len(vpairs) == 0:
+        raise DataError("the validation artists have no same-artist pairs (every one has a single painting); "
+                        "use artists with two or more paintings, or a larger --val-artists")
+    if cohort is None:
+        cohort_idx = np.random.default_rng(opts.seed).permutation(len(train_x))[: opts.cohort_size]
+        cohort = train_x[np.sort(cohort_idx)]
+        cohort_info = {"source": "training paintings", **(cohort_info or {})}
+    cohort = np.ascontiguousarray(cohort, dtype=np.float32)
+    groups: dict[str, list[Chain]] = {}
+    for spec in normaliser_candidates(opts.normaliser):
+        try:
+            chain = Chain.parse(spec)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        if chain.score_step is not None and len(cohort) <= chain.score_step.params["k"]:
+            continue  # too small a cohort for CSLS
+        groups.setdefault(Chain(chain.vector_steps).spec, []).append(chain)
+    tried: list[tuple[float, PairModel, list[dict]]] = []
+    aucs: dict[str, float] = {}
+    val_a, val_b, labels_v = val_x[vpairs[:, 0]], val_x[vpairs[:, 1]], vpairs[:, 2]
+    for vector_spec, chains in (groups or {"none": [Chain([])]}).items():
+        try:
+            prefix = Chain.parse(vector_spec).fit(cohort, train_x, list(train_artists))
+        except ValueError as exc:
+            raise DataError(f"normaliser {vector_spec}: {exc}") from None
+        model, history = _fit_head(prefix.apply(train_x), train_artists, prefix.apply(val_x), val_artists,
+                                   embedding, opts, artists_split, train_hashes, log, trained_head)
+        for chain in chains:
+            model.chain = chain.fit(cohort, train_x, list(train_artists))
+            aucs[chain.spec] = auc = roc_auc(model.scores(val_a, val_b), labels_v)
+            tried.append((auc, copy.copy(model), history))
+    _, model, history = max(tried, key=lambda t: t[0])
+    model.cohort, model.cohort_info = cohort, dict(cohort_info or {"source": "given"})
+    vscores = model.scores(val_a, val_b)
+    model.calibrator = Calibrator.fit(vscores, labels_v)
+    model.threshold = best_threshold(vscores, labels_v, criterion="accuracy")
+    model.info = {
+        "options": asdict(opts),
+        "validation": {"pairs": int(len(vpairs)), "auc": float(roc_auc(vscores, labels_v)),
+                       "auc_by_normaliser": {k: float(v) for k, v in aucs.items()}},
+        "epochs_run": len(history),
+        "n_train_paintings": int(len(train_x)), "n_train_artists": len(set(train_artists)),
+    }
+    return model, history
+
+
+def _fit_head(train_x, train_artists, val_x, val_artists, embedding, opts, artists_split, train_hashes, log,
+              trained_head) -> tuple[PairModel, list[dict]]:
+    """Train the head of `opts.method` on (already normalised) vectors, early-stopped on validation artists."""
     rng = _seed_everything(opts.seed)
     xt = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
     xv = torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32))
@@ -251,29 +314,5 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
     else:
         raise ValueError(f"unknown method {opts.method!r}")
 
-    if cohort is None:
-        cohort_idx = rng.permutation(len(train_x))[: opts.cohort_size]
-        cohort = train_x[np.sort(cohort_idx)]
-    cohort = np.ascontiguousarray(cohort, dtype=np.float32)
-    model = PairModel(opts.method, embedding, head, params, normaliser="none", csls_k=opts.csls_k,
-                      artists=artists_split, train_hashes=train_hashes or [])
-    val_a, val_b = val_x[vpairs[:, 0]], val_x[vpairs[:, 1]]
-    labels_v = vpairs[:, 2]
-    aucs = {"none": roc_auc(model.scores(val_a, val_b), labels_v)}
-    if opts.normaliser in ("csls", "auto") and len(cohort) > opts.csls_k:
-        model.normaliser, model.cohort = "csls", cohort
-        aucs["csls"] = roc_auc(model.scores(val_a, val_b), labels_v)
-    chosen = opts.normaliser if opts.normaliser != "auto" else max(aucs, key=lambda k: aucs[k])
-    model.normaliser = chosen
-    model.cohort = cohort if chosen == "csls" else None
-    vscores = model.scores(val_a, val_b)
-    model.calibrator = Calibrator.fit(vscores, labels_v)
-    model.threshold = best_threshold(vscores, labels_v, criterion="accuracy")
-    model.info = {
-        "options": asdict(opts),
-        "validation": {"pairs": int(len(vpairs)), "auc": float(roc_auc(vscores, labels_v)),
-                       "auc_by_normaliser": {k: float(v) for k, v in aucs.items()}},
-        "epochs_run": len(history),
-        "n_train_paintings": int(len(train_x)), "n_train_artists": len(names),
-    }
+    model = PairModel(opts.method, embedding, head, params, artists=artists_split, train_hashes=train_hashes or [])
     return model, history
