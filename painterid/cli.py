@@ -189,7 +189,12 @@ def train(
     lr: float = typer.Option(1e-3),
     batch_size: int = typer.Option(128, min=2),
     loss: str = typer.Option("supcon", help="metric: supcon | contrastive | triplet | multisimilarity | arcface | subcenter_arcface"),
-    normaliser: str = typer.Option("auto", help="none | csls | auto (chosen on validation artists)"),
+    normaliser: str = typer.Option("auto", help="normaliser chain, e.g. power,center,l2,csls (steps: "
+                                   "power, center, l2, whiten[:DIM], wccn, lda[:DIM], csls[:K]); several joined "
+                                   "by '|' or 'auto': the best on validation artists; 'none'"),
+    cohort: Optional[list[Path]] = typer.Option(None, help="DATA|STORE of reference paintings the normalisers are "
+                                                "fitted on and the model ships (repeatable; default: the "
+                                                "training paintings)"),
     val_artists: float = typer.Option(0.2, help="fraction of artists held out for validation"),
     test_artists: float = typer.Option(0.2, help="fraction of artists held out for the unseen test"),
     holdout: float = typer.Option(0.25, help="fraction of paintings of training artists kept for the seen test"),
@@ -232,8 +237,15 @@ def train(
 
     if precomputed is not None:
         precomputed = split_indices(precomputed, lab.names, lab.artists)
+    cohorts = []
+    for c in cohort or []:
+        cprog, update = _progress(f"cohort {c.name}")
+        with cprog:
+            clab = labelled(c, lab.embedding, progress=update, device=device)
+        _report_failures(clab.failures)
+        cohorts.append((clab, c))
     model, history, split = train_model(lab, out_dir, opts, val=val_artists, test=test_artists, holdout=holdout,
-                                        log=_log_epoch, split=precomputed, tune=tune)
+                                        log=_log_epoch, split=precomputed, tune=tune, cohort=cohorts)
     v = model.info["validation"]
     err.print(f"saved {out_dir}: {method.value}, normaliser {model.normaliser}, threshold {model.threshold:.4f}, "
               f"validation AUC {v['auc']:.4f} on {v['pairs']} pairs of {len(split['artists']['val'])} artists")
@@ -371,6 +383,30 @@ def index_build(
     _report_failures(failures)
     err.print(f"indexed {index.n} paintings of {len(index.prototype_artists)} artists ({index.kind}) in {out_dir}; "
               f"open-set threshold {index.config['open_set']['threshold']:.3f}")
+
+
+cohort_app = typer.Typer(help="The reference cohort a model's normalisers are fitted on.", no_args_is_help=True)
+app.add_typer(cohort_app, name="cohort")
+
+
+@cohort_app.command("set")
+def cohort_set(
+    model: Path = typer.Argument(..., help="model directory (rewritten in place, atomically)"),
+    data: Path = typer.Argument(..., help="DATA folder or feature STORE of reference paintings"),
+    store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
+    device: Optional[str] = typer.Option(None),
+) -> None:
+    """Replace a model's cohort (e.g. by your own archive); its normalisers are refitted on it."""
+    from .cohort import set_cohort
+
+    prog, update = _progress("embedding")
+    with prog:
+        pm, failures = set_cohort(model, data, store_dir=store, progress=update, device=device)
+    _report_failures(failures)
+    info = pm.cohort_info["from"][0]
+    err.print(f"{model}: cohort of {len(pm.cohort)} paintings from {data} (left out "
+              f"{info['left_out_validation_or_test_artists']} by validation or test artists, "
+              f"{info['left_out_duplicates']} duplicates); chain {pm.normaliser} refitted")
 
 
 @app.command()

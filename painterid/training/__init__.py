@@ -20,10 +20,12 @@ __all__ = ["IMAGE_METHODS", "METRIC_LOSSES", "TrainOptions", "fit", "train_from_
 
 def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float = 0.2, test: float = 0.2,
                 holdout: float = 0.25, log=None, cohort_filter=None, info: dict | None = None,
-                split: dict | None = None, tune: bool = False):
+                split: dict | None = None, tune: bool = False, cohort: list | None = None):
     """Split `data` by artist, train `opts.method`, save the model to `out`; returns (model, history, split).
 
     `cohort_filter(i) -> bool` restricts the CSLS cohort to some training paintings (default: all of them).
+    `cohort`: [(Labelled, where), ...] of paintings to fit the normaliser chain on and ship with the model
+    (`train --cohort`); paintings of the split's validation and test artists are left out.
     `split` is a precomputed split in `datasets.split_paintings`' form (e.g. `splits.split_indices` of a
     `painterid split` file); then `val`, `test` and `holdout` are not used. `tune` tries TUNING_GRID
     (learning rate × hidden width) and keeps the model with the best validation-artist AUC.
@@ -38,13 +40,26 @@ def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float 
     ix = split["indices"]
     if len(ix["train"]) < 4 or len(ix["val"]) < 2:
         raise DataError(f"too few paintings to train ({len(ix['train'])} training, {len(ix['val'])} validation)")
+    cohort_vecs, cohort_info = None, None
+    if cohort:
+        from ..cohort import combine, select_cohort
+
+        held = split["artists"]["val"] + split["artists"]["test"]
+        cohort_vecs, cohort_info = combine([(*select_cohort(c, held), str(w)) for c, w in cohort])
+        if len(cohort_vecs) < 2:
+            raise DataError("the cohort has fewer than two paintings once the validation and test artists are "
+                            "left out")
+    elif cohort_filter is not None:
+        cohort_vecs = data.vectors[[i for i in ix["train"] if cohort_filter(i)]]
+        cohort_info = {"source": "training paintings (filtered)"}
+
     def run(o: TrainOptions):
         return fit(
             data.vectors[ix["train"]], [artists[i] for i in ix["train"]],
             data.vectors[ix["val"]], [artists[i] for i in ix["val"]],
             data.embedding, o, artists_split=split["artists"],
             train_hashes=[data.hashes[i] for i in ix["train"]], log=log,
-            cohort=None if cohort_filter is None else data.vectors[[i for i in ix["train"] if cohort_filter(i)]],
+            cohort=cohort_vecs, cohort_info=cohort_info,
         )
 
     if tune and opts.method != "cosine":
