@@ -9,35 +9,77 @@ import numpy as np
 from .errors import DataError
 
 
-def _open_set_scores(vectors: np.ndarray, artists: list[str], max_queries: int = 5000, seed: int = 0):
-    """Leave-one-out scores of paintings against their own artist's prototype (same) and the best other (diff)."""
+def leave_one_out_search(vectors: np.ndarray, artists: list[str], k: int = 5, max_queries: int = 5000,
+                         seed: int = 0) -> dict:
+    """Every painting (up to `max_queries`) searched against per-artist prototypes built without it.
+
+    Returns, per query: `top` [Q, k] scores of the k best artists, `hit` [Q] the rank (0-based) of the true
+    artist among them or -1, and `known` [Q] whether its artist still has a painting in the index (an artist
+    with a single painting vanishes when it is left out: that query is an open-set one, "none of these")."""
     art = np.asarray(artists, dtype=object)
     names, codes = np.unique(art, return_inverse=True)
-    sums = np.zeros((len(names), vectors.shape[1]), np.float64)
-    np.add.at(sums, codes, vectors)
+    if len(names) < 2:
+        raise DataError("an index needs at least two artists")
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    sums = np.zeros((len(names), x.shape[1]), np.float64)
+    np.add.at(sums, codes, x)
     counts = np.bincount(codes)
-    eligible = np.flatnonzero(counts[codes] >= 2)
-    if len(eligible) < 2 or len(names) < 2:
-        raise DataError("an index needs at least two artists, one of them with two or more paintings")
-    rng = np.random.default_rng(seed)
-    q = rng.permutation(eligible)[:max_queries]
-    protos = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    sims = vectors[q] @ protos.T.astype(np.float32)  # [Q, A]
-    own = sums[codes[q]] - vectors[q]  # leave the query out of its own artist's prototype
-    own /= np.maximum(np.linalg.norm(own, axis=1, keepdims=True), 1e-12)
-    same = np.einsum("qd,qd->q", vectors[q], own)
-    sims[np.arange(len(q)), codes[q]] = -np.inf
-    diff = sims.max(1)
-    return same, diff
+    protos = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    q = np.random.default_rng(seed).permutation(len(x))[:max_queries]
+    sims = x[q] @ protos.T  # [Q, A]
+    own = sums[codes[q]] - x[q]  # the query's own artist without it
+    norm = np.linalg.norm(own, axis=1)
+    known = counts[codes[q]] >= 2
+    own_score = np.einsum("qd,qd->q", x[q], own / np.maximum(norm, 1e-12)[:, None])
+    sims[np.arange(len(q)), codes[q]] = np.where(known, own_score, -np.inf)
+    kk = min(k, len(names) - 1)
+    order = np.argsort(-sims, axis=1)[:, :kk]
+    top = np.take_along_axis(sims, order, axis=1)
+    match = order == codes[q][:, None]
+    hit = np.where(match.any(1), match.argmax(1), -1)
+    return {"top": top, "hit": hit, "known": known}
+
+
+def open_set_calibration(vectors: np.ndarray, artists: list[str], seed: int = 0) -> dict:
+    """What identify reports, fitted on held-out paintings (leave-one-out over the index's own paintings).
+
+    - calibration: p(the top candidate is the painter) as a function of its score, a logistic fit on every
+      left-out painting (label: the top artist is its painter); refused unless increasing in the score;
+    - threshold: "none of these" below it, the equal-error point between the top scores of paintings whose
+      artist is in the index and of those whose artist is not (artists with a single painting);
+    - measured: top-1 / top-5 accuracy of known-artist queries, open-set rejection AUC and EER."""
+    from .evaluation.metrics import eer, roc_auc
+    from .scoring.calibration import Calibrator
+
+    res = leave_one_out_search(vectors, artists, k=5, seed=seed)
+    top1, hit, known = res["top"][:, 0], res["hit"], res["known"]
+    correct = (hit == 0).astype(int)
+    if known.sum() < 2 or correct.sum() == 0 or correct.sum() == len(correct):
+        raise DataError("too few paintings to calibrate the index: it needs artists with two or more paintings, "
+                        "some found and some missed when left out")
+    cal = Calibrator.fit(top1, correct)
+    if not cal.slope > 0:
+        raise DataError(f"the open-set calibration is not increasing in the score (slope {cal.slope:.3g}): "
+                        "a higher score would mean a less likely painter; refusing to build this index")
+    out = {"calibration": cal.to_dict(), "queries": int(len(top1)), "known_queries": int(known.sum()),
+           "top1": float((hit[known] == 0).mean()), "top5": float((hit[known] >= 0).mean()),
+           "calibration_auc": float(roc_auc(top1, correct))}
+    if (~known).sum() >= 2:
+        lab = known.astype(int)
+        out["unknown_queries"] = int((~known).sum())
+        out["rejection_auc"] = float(roc_auc(top1, lab))
+        err, thr = eer(top1, lab)
+        out["rejection_eer"], out["threshold"] = float(err), float(thr)
+    else:  # every artist has two or more paintings: reject where the top candidate is more likely wrong
+        out["threshold"] = float(-cal.intercept / cal.slope)
+    return out
 
 
 def build_index(data_or_store, out: str | Path, embedding=None, kind: str = "auto", n_subcentres: int = 1,
                 seed: int = 0, store_dir=None, progress=None):
     """Embed DATA (or read STORE), build an ArtistIndex with an open-set threshold, save it to `out`."""
-    from .evaluation.metrics import eer
     from .index import ArtistIndex
     from .pipeline import labelled
-    from .scoring.calibration import Calibrator
 
     lab = labelled(data_or_store, embedding, store_dir=store_dir, progress=progress)
     keep = [i for i, a in enumerate(lab.artists) if a]
@@ -47,13 +89,9 @@ def build_index(data_or_store, out: str | Path, embedding=None, kind: str = "aut
     artists = [lab.artists[i] for i in keep]
     index = ArtistIndex.build(vecs, [lab.names[i] for i in keep], artists, lab.embedding, kind=kind,
                               n_subcentres=n_subcentres, seed=seed)
-    same, diff = _open_set_scores(vecs, artists, seed=seed)
-    scores = np.r_[same, diff]
-    labels = np.r_[np.ones(len(same)), np.zeros(len(diff))]
-    _, threshold = eer(scores, labels)
-    cal = Calibrator.fit(scores, labels)
-    index.config["open_set"] = {"threshold": float(threshold), "calibration": cal.to_dict(),
-                                "queries": int(len(same))}
+    normed = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    index.config["open_set"] = {"probability": "p(the top candidate is the painter), leave-one-out",
+                                **open_set_calibration(normed, artists, seed=seed)}
     index.save(out)
     return index, lab.failures
 
@@ -71,6 +109,11 @@ def identify(paths: list[Path], index_dir: str | Path, k: int = 5, n_paintings: 
     open_set = index.config.get("open_set", {})
     thr = float(open_set.get("threshold", 0.5)) if threshold is None else float(threshold)
     cal = Calibrator(**open_set.get("calibration", {}))
+    if not cal.slope > 0:
+        from .errors import ArtefactError
+
+        raise ArtefactError(f"{index_dir}: the index's probabilities fall as the score rises (built by an older "
+                            "painterid); rebuild it with `painterid index build`")
     out = []
     for p, v, cands in zip(paths, vecs, index.search_artists(vecs, k)):
         rows = []

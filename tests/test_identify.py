@@ -35,3 +35,39 @@ def test_identify_finds_the_artist_of_a_held_out_painting(tmp_path, synthetic_da
                            "--index", str(tmp_path / "idx"), "--json"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["candidates"][0]["artist"] == top1[0]
+
+
+def test_open_set_probability_rises_with_the_score_and_unknown_artists_are_rejected():
+    import numpy as np
+    import pytest
+
+    from painterid.errors import DataError
+    from painterid.identify import open_set_calibration
+    from painterid.scoring.calibration import Calibrator
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(60, 32))
+    counts = np.r_[np.full(30, 4), np.ones(30, int)]  # 30 artists with 4 paintings, 30 with one
+    codes = np.repeat(np.arange(60), counts)
+    x = centres[codes] + rng.normal(size=(len(codes), 32)) * 0.9
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    out = open_set_calibration(x.astype(np.float32), [f"a{c}" for c in codes])
+    cal = Calibrator(**out["calibration"])
+    assert cal.slope > 0
+    p = cal(np.linspace(-0.2, 1.0, 13))
+    assert (np.diff(p) > 0).all()  # a higher score is a more likely painter
+    assert out["known_queries"] == 120 and out["unknown_queries"] == 30
+    assert 0.5 < out["top1"] <= out["top5"] <= 1.0
+    assert out["rejection_auc"] > 0.7  # paintings of absent artists score lower than those of indexed ones
+    # a calibration that would run backwards is refused
+    with pytest.raises(DataError, match="not increasing"):
+        from painterid import identify as ident
+
+        fake = {"top": np.c_[np.linspace(1, 0, 40), np.zeros((40, 4))], "hit": np.r_[np.full(20, 3), np.zeros(20, int)],
+                "known": np.ones(40, bool)}
+        orig = ident.leave_one_out_search
+        ident.leave_one_out_search = lambda *a, **k: fake
+        try:
+            ident.open_set_calibration(x, [f"a{c}" for c in codes])
+        finally:
+            ident.leave_one_out_search = orig
