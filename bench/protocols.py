@@ -32,7 +32,9 @@ from painterid.datasets import split_paintings  # noqa: E402
 from painterid.embedding import EmbeddingConfig  # noqa: E402
 from painterid.evaluation.metrics import roc_auc, threshold_metrics  # noqa: E402
 from painterid.evaluation.pairs import balanced_pairs  # noqa: E402
-from painterid.evaluation.run import evaluate_model  # noqa: E402
+from painterid.evaluation.metrics import best_threshold  # noqa: E402
+from painterid.evaluation.pairs import balanced_test_sets  # noqa: E402
+from painterid.evaluation.run import test_indices  # noqa: E402
 from painterid.pipeline import labelled  # noqa: E402
 from painterid.training import TrainOptions, fit  # noqa: E402
 
@@ -58,26 +60,45 @@ def folds(lab, protocols: list[str], seeds: list[int]):
             yield "loso", src, tr, va, test, split, 0
 
 
-def loso_metrics(model, lab, test: np.ndarray, seed: int) -> dict:
-    pairs = balanced_pairs([lab.artists[i] for i in test], seed=seed)
-    i, j, y = test[pairs[:, 0]], test[pairs[:, 1]], pairs[:, 2]
-    s = model.scores(lab.vectors[i], lab.vectors[j])
-    return {"unseen.auc": roc_auc(s, y), "unseen.accuracy": threshold_metrics(s, y, model.threshold)["accuracy"],
-            "unseen.pairs": int(len(y)), "within.unseen.auc": roc_auc(s, y),
-            "within.unseen.accuracy": threshold_metrics(s, y, model.threshold)["accuracy"]}
+def test_pairs(proto: str, model, lab, test, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs [P, 3] of global indices with labels, mask of pairs within one source) of a fold's test."""
+    if proto == "loso":
+        local = balanced_pairs([lab.artists[i] for i in test], seed=seed)
+        pairs = np.column_stack([test[local[:, 0]], test[local[:, 1]], local[:, 2]])
+    else:  # exactly the unseen pairs `painterid evaluate` scores (bench/methods.py)
+        keep = test_indices(model, lab.hashes, list(lab.artists))
+        pairs = balanced_test_sets(list(lab.artists), model.train_artists, keep, seed=seed,
+                                   max_pos=1_000_000)["unseen"]
+    src = np.asarray(lab.sources or [""] * len(lab.artists), dtype=object)
+    return pairs, src[pairs[:, 0]] == src[pairs[:, 1]]
 
 
-def random_metrics(model, lab, seed: int) -> dict:
-    res = evaluate_model(model, lab, split="unseen", seed=seed, n_boot=0)
-    g, w = res["groups"]["unseen"], (res.get("within_source") or {}).get("unseen") or {}
-    return {"unseen.auc": g["auc"], "unseen.accuracy": g["accuracy"], "unseen.pairs": g["n_pairs"],
-            "within.unseen.auc": w.get("auc"), "within.unseen.accuracy": w.get("accuracy")}
+def metrics(scores: np.ndarray, pairs: np.ndarray, within: np.ndarray, threshold: float) -> dict:
+    y = pairs[:, 2]
+    out = {"unseen.auc": roc_auc(scores, y), "unseen.accuracy": threshold_metrics(scores, y, threshold)["accuracy"],
+           "unseen.pairs": int(len(y))}
+    if within.any() and len(np.unique(y[within])) == 2:
+        out["within.unseen.auc"] = roc_auc(scores[within], y[within])
+        out["within.unseen.accuracy"] = threshold_metrics(scores[within], y[within], threshold)["accuracy"]
+    return out
+
+
+def fuse(val_scores: list[np.ndarray], val_labels: np.ndarray, grid: int = 11) -> tuple[np.ndarray, list]:
+    """Weights (summing to 1, on a grid) of standardised scores with the best validation AUC; the standardisers."""
+    stats = [(float(v.mean()), float(v.std()) or 1.0) for v in val_scores]
+    z = [(v - m) / sd for v, (m, sd) in zip(val_scores, stats)]
+    best, best_w = -1.0, None
+    for w in np.linspace(0, 1, grid):  # two embeddings: w, 1 - w
+        auc = roc_auc(w * z[0] + (1 - w) * z[1], val_labels)
+        if auc > best + 1e-9:
+            best, best_w = auc, np.array([w, 1 - w])
+    return best_w, stats
 
 
 def summarise(rows: list[dict]) -> dict:
     out: dict = {}
-    for key in dict.fromkeys((r["method"], r["normaliser"]) for r in rows):
-        sel = [r for r in rows if (r["method"], r["normaliser"]) == key]
+    for key in dict.fromkeys((r["method"], r["normaliser"], r["embedding"]) for r in rows):
+        sel = [r for r in rows if (r["method"], r["normaliser"], r["embedding"]) == key]
         entry = {}
         for proto in ("random", "loso"):
             ps = [r for r in sel if r["protocol"] == proto]
@@ -88,7 +109,7 @@ def summarise(rows: list[dict]) -> dict:
                                              "n": int(np.isfinite(vals).sum())}
         if "random.unseen.auc" in entry and "loso.unseen.auc" in entry:
             entry["both.unseen.auc"] = (entry["random.unseen.auc"]["mean"] + entry["loso.unseen.auc"]["mean"]) / 2
-        out[f"{key[0]}/{key[1]}"] = entry
+        out[f"{key[0]}/{key[1]}" + ("" if key[2] == "main" else f" [{key[2]}]")] = entry
     return out
 
 
@@ -104,25 +125,50 @@ def main() -> None:
     ap.add_argument("--protocols", nargs="+", default=["random", "loso"], choices=["random", "loso"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--fuse", nargs="*", help="one more embedding BACKBONE:VIEW:POOL, fused with the main one by "
+                    "a weighted sum of standardised scores (weights chosen on validation artists)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
-    lab = labelled(args.data, EmbeddingConfig(backbone=args.backbone, view=args.view, pool=args.pool))
+    labs = [labelled(args.data, EmbeddingConfig(backbone=args.backbone, view=args.view, pool=args.pool))]
+    names = ["main"]
+    for spec in args.fuse or []:
+        bb, view, pool = spec.split(":")
+        labs.append(labelled(args.data, EmbeddingConfig(backbone=bb, view=view, pool=pool)))
+        names.append(spec)
+        assert labs[-1].hashes == labs[0].hashes, "the embeddings must cover the same paintings in the same order"
+    lab = labs[0]
     rows = []
     for proto, fold, tr, va, test, split, seed in folds(lab, args.protocols, args.seeds):
+        vp = balanced_pairs([lab.artists[i] for i in va], seed=seed)
         for method in args.methods:
             for norm in args.normalisers:
                 t0 = time.time()
                 opts = TrainOptions(method=method, normaliser=norm, seed=seed, epochs=args.epochs)
-                model, history = fit(lab.vectors[tr], [lab.artists[i] for i in tr], lab.vectors[va],
-                                     [lab.artists[i] for i in va], lab.embedding, opts, artists_split=split,
-                                     train_hashes=[lab.hashes[i] for i in tr])
-                m = loso_metrics(model, lab, test, seed) if proto == "loso" else random_metrics(model, lab, seed)
-                row = {"protocol": proto, "fold": fold, "method": method, "normaliser": norm,
-                       "chosen": model.normaliser, "val_auc": model.info["validation"]["auc"], **m,
-                       "seconds": round(time.time() - t0, 1)}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                val_scores, test_scores = [], []
+                for name, lab_e in zip(names, labs):
+                    model, history = fit(lab_e.vectors[tr], [lab.artists[i] for i in tr], lab_e.vectors[va],
+                                         [lab.artists[i] for i in va], lab_e.embedding, opts, artists_split=split,
+                                         train_hashes=[lab.hashes[i] for i in tr])
+                    pairs, within = test_pairs(proto, model, lab, test, seed)
+                    ts = model.score_pairs(lab_e.vectors, pairs)
+                    val_scores.append(model.scores(lab_e.vectors[va[vp[:, 0]]], lab_e.vectors[va[vp[:, 1]]]))
+                    test_scores.append(ts)
+                    rows.append({"protocol": proto, "fold": fold, "method": method, "normaliser": norm,
+                                 "embedding": name, "chosen": model.normaliser,
+                                 "val_auc": model.info["validation"]["auc"],
+                                 **metrics(ts, pairs, within, model.threshold),
+                                 "seconds": round(time.time() - t0, 1)})
+                    print(json.dumps(rows[-1]), flush=True)
+                if len(labs) == 2:
+                    w, stats = fuse(val_scores, vp[:, 2])
+                    fused_val = sum(wi * (v - m) / sd for wi, v, (m, sd) in zip(w, val_scores, stats))
+                    fused = sum(wi * (t - m) / sd for wi, t, (m, sd) in zip(w, test_scores, stats))
+                    thr = best_threshold(fused_val, vp[:, 2], criterion="accuracy")
+                    rows.append({"protocol": proto, "fold": fold, "method": method, "normaliser": norm,
+                                 "embedding": "fused " + "+".join(names), "weights": [float(x) for x in w],
+                                 **metrics(fused, pairs, within, thr)})
+                    print(json.dumps(rows[-1]), flush=True)
     summary = summarise(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows,
