@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .defaults import DEFAULT_POOL, DEFAULT_VIEW
+from .defaults import DEFAULT_POOL, DEFAULT_VIEW, default_model_dir
 from .errors import PainterIDError
 
 app = typer.Typer(
@@ -29,7 +29,7 @@ app = typer.Typer(
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 180)
 err = Console(stderr=True, soft_wrap=True)
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
+DEFAULT_MODEL = default_model_dir()  # package data: travels inside the wheel
 
 
 class Split(str, Enum):
