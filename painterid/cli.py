@@ -109,10 +109,36 @@ def _embedding_config(backbone: Optional[str], view: str, pool: str, weights: Op
                            weights=str(weights) if weights else None, input_size=input_size)
 
 
+@app.callback()
+def _global_options(
+    offline: bool = typer.Option(False, "--offline", help="never download (as HF_HUB_OFFLINE=1): hub weights come "
+                                 "from the cache or a one-line error says how to fetch them"),
+) -> None:
+    """Were these two paintings made by the same artist? Exit status: 0 ok / same artist, 1 different artists
+    (compare), 2 error."""
+    if offline:
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
 @app.command()
-def backbones() -> None:
-    """List the registered backbones and whether their weights are on this machine."""
-    from .backbones import describe, list_backbones, weights_status
+def backbones(
+    pull: Optional[list[str]] = typer.Option(None, "--pull", metavar="NAME", help="fetch the pretrained weights of "
+                                             "backbone NAME into the standard cache now (repeatable) and print the "
+                                             "file and its SHA-256"),
+) -> None:
+    """List the registered backbones and whether their weights are on this machine (or --pull NAME: fetch them)."""
+    from .backbones import describe, fetch_weights, file_sha256, get_spec, list_backbones, weights_status
+
+    if pull:
+        for name in pull:
+            spec = get_spec(name)
+            src = fetch_weights(spec.name)
+            assert src.path is not None
+            out.print(f"{spec.name}: {src.path}  sha256 {file_sha256(src.path)}  ({src.id})", markup=False,
+                      highlight=False)
+        return
 
     table = Table(title="painterid backbones")
     for col in ("name", "timm model", "gap dim", "input", "licence", "weights on this machine"):
