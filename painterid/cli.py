@@ -329,9 +329,13 @@ def evaluate(
         out.print(table)
 
 
-@app.command()
+@app.command(epilog="Screening: compare one reference with every image of a folder, and list the matches:\n\n"
+             "    painterid compare ref.jpg suspects/ --format csv > scores.csv\n\n"
+             "    for f in suspects/*.jpg; do painterid compare ref.jpg \"$f\" >/dev/null && echo \"$f\"; done")
 def compare(
-    images: Optional[list[Path]] = typer.Argument(None, help="REFERENCE then one or more images to compare with it"),
+    images: Optional[list[Path]] = typer.Argument(None, help="REFERENCE then one or more images or folders of "
+                                                  "images to compare with it"),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="folders: their subfolders' images too"),
     pairs: Optional[Path] = typer.Option(None, help="CSV of pairs to compare (columns image1,image2) instead"),
     model: Path = typer.Option(DEFAULT_MODEL, help="model directory (default: the shipped model)"),
     threshold: Optional[float] = typer.Option(None, help="decision threshold on the score (default: the model's)"),
@@ -341,9 +345,10 @@ def compare(
 ) -> None:
     """Probability that one artist painted REFERENCE and each other image (or each --pairs row), and the verdict.
 
+    A folder among the images stands for its images, sorted (subfolders with --recursive).
     Exit status: 0 = same artist (for every pair), 1 = different artists (for at least one), 2 = error.
     """
-    from .compare import compare_pairs, read_pair_list
+    from .compare import compare_pairs, expand_images, read_pair_list
 
     if pairs is not None:
         if images:
@@ -353,7 +358,9 @@ def compare(
         raise PainterIDError("compare needs a reference image and at least one image to compare with it "
                              "(or --pairs CSV)")
     else:
-        todo = [(images[0], other) for other in images[1:]]
+        if images[0].is_dir():
+            raise PainterIDError(f"{images[0]}: the reference must be one image, not a folder (folders go after it)")
+        todo = [(images[0], other) for other in expand_images(images[1:], recursive=recursive)]
     results = compare_pairs(todo, model_dir=model, threshold=threshold, device=device)
     fmt = OutFormat.json if as_json else fmt
     if fmt is OutFormat.json:
