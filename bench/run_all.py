@@ -56,7 +56,8 @@ def main() -> int:
         ap.error(f"unknown bench {', '.join(unknown)}; known: {', '.join(sorted(known))}")
 
     summary, failed = [], 0
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.list:
+        args.out.mkdir(parents=True, exist_ok=True)
     for name, script, documented, quick, needs_shared in BENCHES:
         if args.only and name not in args.only:
             continue
