@@ -7,6 +7,15 @@ DEFAULT_BACKBONE = "efficientnet_lite1"
 DEFAULT_VIEW = "patches"
 DEFAULT_POOL = "gap"
 
+
+def default_model_dir():
+    """The shipped default model: package data (``painterid/default_model``), a real directory once installed."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    return Path(str(files("painterid") / "default_model"))
+
+
 # The normaliser chain `painterid train` uses by default (painterid.scoring.normalise): the best mean unseen-artist
 # AUC over both protocols of bench/protocols.py (5 random artist splits and leave-one-source-out; docs/RESULTS.md
 # section 7): signed square root, centring on the model's reference cohort, L2, CSLS against the cohort.

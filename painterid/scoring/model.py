@@ -4,7 +4,7 @@ Directory layout::
 
     MODEL/config.json          method, embedding fingerprint, head params, normaliser, calibration, threshold,
                                train / validation / test artists, measured figures
-    MODEL/model.safetensors    head weights (`head.*`); absent when empty (older models: also `cohort`)
+    MODEL/model.safetensors    head weights (`head.*`; none for cosine) (older models: also `cohort`)
     MODEL/normalise.safetensors the fitted arrays of the normaliser chain (config.json "chain"), when any
     MODEL/cohort.safetensors   the reference cohort: embeddings of a few hundred paintings of other artists
     MODEL/training_set.csv     sha256 of every painting trained on (evaluate leaves them out)
@@ -239,8 +239,7 @@ class PairModel:
         with atomic_dir(out) as tmp:
             write_json(tmp / "config.json", self.config())
             tensors = {f"head.{k}": v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
-            if tensors:
-                save_file(tensors, str(tmp / "model.safetensors"))
+            save_file(tensors, str(tmp / "model.safetensors"))  # written even when empty (cosine): a stable layout
             arrays = self.chain.arrays()
             if arrays:
                 save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / NORMALISE_FILE))
