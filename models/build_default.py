@@ -3,10 +3,10 @@
     .venv/bin/python models/build_default.py [--data ../shared/paintings]
 
 The settings are the ones measured best on unseen artists over BOTH protocols of bench/protocols.py (5 random
-artist-disjoint splits and leave-one-source-out; docs/RESULTS.md section 7): the untrained cosine similarity of the
-default embedding (EfficientNet-Lite1, 8 native-resolution patches averaged, global average pooling) after the
-normaliser chain DEFAULT_CHAIN (signed square root, centring on the cohort, L2, CSLS against the cohort), calibrated
-(probability and threshold) on the validation artists. The trained siamese head lost on both protocols.
+artist-disjoint splits and leave-one-source-out; docs/RESULTS.md section 7): DEFAULT_METHOD (the siamese head) over
+the default embedding (EfficientNet-Lite1, 8 native-resolution patches averaged, global average pooling) after the
+normaliser chain DEFAULT_CHAIN (WCCN learned on the training artists, L2, CSLS against the cohort), early-stopped
+and calibrated (probability and threshold) on the validation artists.
 
 The model ships a reference cohort (cohort.safetensors): the embeddings of every painting of ../shared/paintings and
 examples/paintings that is not by a validation or test artist (vectors only, no images; `--public-cohort` keeps
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from painterid.defaults import DEFAULT_CHAIN  # noqa: E402
+from painterid.defaults import DEFAULT_CHAIN, DEFAULT_METHOD  # noqa: E402
 from painterid.embedding import EmbeddingConfig  # noqa: E402
 from painterid.evaluation.run import evaluate_model  # noqa: E402
 from painterid.pipeline import labelled  # noqa: E402
@@ -31,7 +31,7 @@ from painterid.scoring.card import model_card  # noqa: E402
 from painterid.training import TrainOptions, train_model  # noqa: E402
 
 # decided on the mean of both protocols of bench/protocols.py (docs/RESULTS.md section 7)
-METHOD = "cosine"
+METHOD = DEFAULT_METHOD
 CHAIN = DEFAULT_CHAIN
 
 

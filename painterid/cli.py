@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .defaults import DEFAULT_CHAIN, DEFAULT_POOL, DEFAULT_VIEW, default_model_dir
+from .defaults import DEFAULT_CHAIN, DEFAULT_METHOD, DEFAULT_POOL, DEFAULT_VIEW, default_model_dir
 from .errors import PainterIDError
 
 app = typer.Typer(
@@ -201,8 +201,8 @@ def _log_epoch(rec: dict) -> None:
 def train(
     data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
     out_dir: Path = typer.Option(..., "--out", help="model directory to write"),
-    method: Method = typer.Option(Method.cosine, help="cosine (default: best measured) | siamese | metric | "
-                                  "classifier (over embeddings); "
+    method: Method = typer.Option(Method(DEFAULT_METHOD), help="cosine | siamese (default: best measured) | "
+                                  "metric | classifier (over embeddings); "
                                   "finetune | cnn (the backbone itself, from DATA's image files)"),
     backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store; cnn: the "
                                            "architecture trained from scratch, default cnn_baseline)"),
@@ -440,7 +440,7 @@ def cohort_set(
     info = pm.cohort_info["from"][0]
     err.print(f"{model}: cohort of {len(pm.cohort)} paintings from {data} (left out "
               f"{info['left_out_validation_or_test_artists']} by validation or test artists, "
-              f"{info['left_out_duplicates']} duplicates); chain {pm.normaliser} refitted")
+              f"{info['left_out_test_or_duplicate']} duplicates); chain {pm.normaliser} refitted")
 
 
 @app.command()

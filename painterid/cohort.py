@@ -30,7 +30,8 @@ def select_cohort(lab, exclude_artists=(), exclude_hashes=()) -> tuple[np.ndarra
         else:
             seen.add(h)
             keep.append(i)
-    info = {"paintings": len(keep), "left_out_validation_or_test_artists": n_artist, "left_out_duplicates": n_dup}
+    info = {"paintings": len(keep), "left_out_validation_or_test_artists": n_artist,
+            "left_out_test_or_duplicate": n_dup}
     if lab.sources:
         counts: dict[str, int] = {}
         for i in keep:

@@ -16,7 +16,9 @@ def default_model_dir():
     return Path(str(files("painterid") / "default_model"))
 
 
-# The normaliser chain `painterid train` uses by default (painterid.scoring.normalise): the best mean unseen-artist
-# AUC over both protocols of bench/protocols.py (5 random artist splits and leave-one-source-out; docs/RESULTS.md
-# section 7): signed square root, centring on the model's reference cohort, L2, CSLS against the cohort.
-DEFAULT_CHAIN = "power,center,l2,csls"
+# The method and normaliser chain `painterid train` uses by default (painterid.scoring.normalise): the best mean
+# unseen-artist AUC over both protocols of bench/protocols.py (5 random artist splits and leave-one-source-out;
+# docs/RESULTS.md section 7): the siamese head over vectors whitened by their within-artist scatter (WCCN, learned
+# on the training artists), L2, then CSLS against the model's reference cohort.
+DEFAULT_METHOD = "siamese"
+DEFAULT_CHAIN = "wccn,l2,csls"

@@ -29,9 +29,12 @@ def test_train_with_a_cohort_then_replace_it(small_store, tmp_path):
     assert [s["name"] for s in cfg["chain"]] == ["power", "center", "l2", "csls"]
     lab = labelled(small_store)
     held = set(cfg["artists"]["val"]) | set(cfg["artists"]["test"])
-    fit_for_cohort = [i for i, a in enumerate(lab.artists) if a not in held]
     model = PairModel.load(out)
-    # the cohort is every painting of the store but those of validation and test artists
+    # the cohort is every painting of the store but those of validation and test artists and the held-out
+    # paintings of the seen-artist test: here exactly the training paintings
+    trained = set(model.train_hashes)
+    fit_for_cohort = [i for i, h in enumerate(lab.hashes) if h in trained]
+    assert len([a for a in lab.artists if a not in held]) > len(fit_for_cohort)  # some seen-test paintings left out
     assert cfg["cohort"]["n"] == len(fit_for_cohort) == len(model.cohort)
     np.testing.assert_allclose(model.cohort, lab.vectors[fit_for_cohort])
     power = np.sign(model.cohort) * np.sqrt(np.abs(model.cohort))

@@ -285,7 +285,7 @@ class CSLS(Normaliser):
 NORMALISERS: dict[str, type[Normaliser]] = {c.name: c for c in (Power, Center, L2, Whiten, WCCN, LDA, CSLS)}
 
 #: what `train --normaliser auto` tries on the validation artists
-AUTO_CHAINS = ("none", "csls", "center,l2", "center,l2,csls", "power,center,l2", "power,center,l2,csls")
+AUTO_CHAINS = ("none", "csls", "center,l2,csls", "power,center,l2,csls", "wccn,l2,csls")
 
 
 def parse_spec(spec: str) -> list[Normaliser]:

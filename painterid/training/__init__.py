@@ -25,7 +25,8 @@ def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float 
 
     `cohort_filter(i) -> bool` restricts the CSLS cohort to some training paintings (default: all of them).
     `cohort`: [(Labelled, where), ...] of paintings to fit the normaliser chain on and ship with the model
-    (`train --cohort`); paintings of the split's validation and test artists are left out.
+    (`train --cohort`); paintings of the split's validation and test artists, and the held-out paintings of the
+    seen-artist test, are left out.
     `split` is a precomputed split in `datasets.split_paintings`' form (e.g. `splits.split_indices` of a
     `painterid split` file); then `val`, `test` and `holdout` are not used. `tune` tries TUNING_GRID
     (learning rate × hidden width) and keeps the model with the best validation-artist AUC.
@@ -45,7 +46,8 @@ def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float 
         from ..cohort import combine, select_cohort
 
         held = split["artists"]["val"] + split["artists"]["test"]
-        cohort_vecs, cohort_info = combine([(*select_cohort(c, held), str(w)) for c, w in cohort])
+        seen_test = [data.hashes[i] for i in ix.get("test_seen", [])]  # held-out paintings of training artists
+        cohort_vecs, cohort_info = combine([(*select_cohort(c, held, seen_test), str(w)) for c, w in cohort])
         if len(cohort_vecs) < 2:
             raise DataError("the cohort has fewer than two paintings once the validation and test artists are "
                             "left out")

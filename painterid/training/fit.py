@@ -19,7 +19,7 @@ from ..evaluation.pairs import balanced_pairs
 from ..scoring.calibration import Calibrator
 from ..scoring.heads import ClassifierHead, CosineScorer, MetricHead, SiameseHead
 from ..scoring.model import PairModel
-from ..defaults import DEFAULT_CHAIN
+from ..defaults import DEFAULT_CHAIN, DEFAULT_METHOD
 from ..scoring.normalise import AUTO_CHAINS, Chain
 
 METRIC_LOSSES = ("supcon", "contrastive", "triplet", "multisimilarity", "arcface", "subcenter_arcface")
@@ -29,7 +29,7 @@ METRIC_LOSSES = ("supcon", "contrastive", "triplet", "multisimilarity", "arcface
 class TrainOptions:
     """Hyper-parameters of `painterid train` (defaults measured on ../shared/paintings, see docs/RESULTS.md)."""
 
-    method: str = "cosine"  # best measured on both protocols (docs/RESULTS.md section 7); siamese lost on both
+    method: str = DEFAULT_METHOD  # best mean over both protocols (docs/RESULTS.md section 7)
     pairs: str = "all"  # siamese: "all" = every same-artist pair + as many different (the report); "triples"
     max_pairs: int = 200_000
     epochs: int = 40
