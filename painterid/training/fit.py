@@ -159,7 +159,8 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
     artists); the head is trained on the vectors it maps. With several candidate chains, one head is trained
     per distinct set of vector steps and the chain with the best validation-artist AUC is kept.
     `trained_head` = (head, constructor params): a head already trained elsewhere (finetune, cnn: training.finetune,
-    end to end from pixels); it is not trained again, only given its normaliser, calibration and threshold.
+    end to end from pixels); it is not trained again, only given its normaliser (the score step of the chain:
+    CSLS or none), calibration and threshold.
     """
     vpairs = balanced_pairs(list(val_artists), seed=opts.seed)
     if len(vpairs) == 0:
@@ -176,9 +177,12 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
             chain = Chain.parse(spec)
         except ValueError as exc:
             raise DataError(str(exc)) from None
+        if trained_head is not None:  # a head trained on raw vectors elsewhere: no vector steps before it
+            chain = Chain([chain.score_step] if chain.score_step is not None else [])
         if chain.score_step is not None and len(cohort) <= chain.score_step.params["k"]:
             continue  # too small a cohort for CSLS
-        groups.setdefault(Chain(chain.vector_steps).spec, []).append(chain)
+        if all(c.spec != chain.spec for cs in groups.values() for c in cs):
+            groups.setdefault(Chain(chain.vector_steps).spec, []).append(chain)
     tried: list[tuple[float, PairModel, list[dict]]] = []
     aucs: dict[str, float] = {}
     val_a, val_b, labels_v = val_x[vpairs[:, 0]], val_x[vpairs[:, 1]], vpairs[:, 2]
