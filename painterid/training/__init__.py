@@ -41,19 +41,7 @@ def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float 
     ix = split["indices"]
     if len(ix["train"]) < 4 or len(ix["val"]) < 2:
         raise DataError(f"too few paintings to train ({len(ix['train'])} training, {len(ix['val'])} validation)")
-    cohort_vecs, cohort_info = None, None
-    if cohort:
-        from ..cohort import combine, select_cohort
-
-        held = split["artists"]["val"] + split["artists"]["test"]
-        seen_test = [data.hashes[i] for i in ix.get("test_seen", [])]  # held-out paintings of training artists
-        cohort_vecs, cohort_info = combine([(*select_cohort(c, held, seen_test), str(w)) for c, w in cohort])
-        if len(cohort_vecs) < 2:
-            raise DataError("the cohort has fewer than two paintings once the validation and test artists are "
-                            "left out")
-    elif cohort_filter is not None:
-        cohort_vecs = data.vectors[[i for i in ix["train"] if cohort_filter(i)]]
-        cohort_info = {"source": "training paintings (filtered)"}
+    cohort_vecs, cohort_info = _cohort(data, split, cohort, cohort_filter)
 
     def run(o: TrainOptions):
         return fit(
@@ -82,3 +70,22 @@ def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float 
         extra["curves.png"] = curves_png(history, f"painterid {opts.method} ({data.embedding['backbone']})")
     model.save(out, extra_files=extra)
     return model, history, split
+
+
+def _cohort(data: Labelled, split: dict, cohort: list | None, cohort_filter):
+    """(vectors, info) of the cohort `train_model` fits the normalisers on; (None, None): the training paintings."""
+    ix = split["indices"]
+    if cohort:
+        from ..cohort import combine, select_cohort
+
+        held = split["artists"]["val"] + split["artists"]["test"]
+        seen_test = [data.hashes[i] for i in ix.get("test_seen", [])]  # held-out paintings of training artists
+        vecs, info = combine([(*select_cohort(c, held, seen_test), str(w)) for c, w in cohort])
+        if len(vecs) < 2:
+            raise DataError("the cohort has fewer than two paintings once the validation and test artists are "
+                            "left out")
+        return vecs, info
+    if cohort_filter is not None:
+        return data.vectors[[i for i in ix["train"] if cohort_filter(i)]], {"source": "training paintings (filtered)"}
+    return None, None
+

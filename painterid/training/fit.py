@@ -147,6 +147,23 @@ def normaliser_candidates(spec: str) -> list[str]:
     return [c.strip() for c in spec.split("|") if c.strip()] or ["none"]
 
 
+def _candidate_groups(spec: str, n_cohort: int, head_is_trained: bool) -> dict[str, list[Chain]]:
+    """The candidate chains, grouped by their vector steps (one head is trained per group)."""
+    groups: dict[str, list[Chain]] = {}
+    for one in normaliser_candidates(spec):
+        try:
+            chain = Chain.parse(one)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        if head_is_trained:  # a head trained on raw vectors elsewhere: no vector steps before it
+            chain = Chain([chain.score_step] if chain.score_step is not None else [])
+        if chain.score_step is not None and n_cohort <= chain.score_step.params["k"]:
+            continue  # too small a cohort for CSLS
+        if all(c.spec != chain.spec for cs in groups.values() for c in cs):
+            groups.setdefault(Chain(chain.vector_steps).spec, []).append(chain)
+    return groups or {"none": [Chain([])]}
+
+
 def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_artists: list[str],
         embedding: dict, opts: TrainOptions, artists_split: dict[str, list[str]] | None = None,
         train_hashes: list[str] | None = None, log=None, cohort: np.ndarray | None = None,
@@ -171,22 +188,11 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
         cohort = train_x[np.sort(cohort_idx)]
         cohort_info = {"source": "training paintings", **(cohort_info or {})}
     cohort = np.ascontiguousarray(cohort, dtype=np.float32)
-    groups: dict[str, list[Chain]] = {}
-    for spec in normaliser_candidates(opts.normaliser):
-        try:
-            chain = Chain.parse(spec)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
-        if trained_head is not None:  # a head trained on raw vectors elsewhere: no vector steps before it
-            chain = Chain([chain.score_step] if chain.score_step is not None else [])
-        if chain.score_step is not None and len(cohort) <= chain.score_step.params["k"]:
-            continue  # too small a cohort for CSLS
-        if all(c.spec != chain.spec for cs in groups.values() for c in cs):
-            groups.setdefault(Chain(chain.vector_steps).spec, []).append(chain)
+    groups = _candidate_groups(opts.normaliser, len(cohort), trained_head is not None)
     tried: list[tuple[float, PairModel, list[dict]]] = []
     aucs: dict[str, float] = {}
     val_a, val_b, labels_v = val_x[vpairs[:, 0]], val_x[vpairs[:, 1]], vpairs[:, 2]
-    for vector_spec, chains in (groups or {"none": [Chain([])]}).items():
+    for vector_spec, chains in groups.items():
         try:
             prefix = Chain.parse(vector_spec).fit(cohort, train_x, list(train_artists))
         except ValueError as exc:
