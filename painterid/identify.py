@@ -54,16 +54,19 @@ def open_set_calibration(vectors: np.ndarray, artists: list[str], seed: int = 0)
     res = leave_one_out_search(vectors, artists, k=5, seed=seed)
     top1, hit, known = res["top"][:, 0], res["hit"], res["known"]
     correct = (hit == 0).astype(int)
-    if known.sum() < 2 or correct.sum() == 0 or correct.sum() == len(correct):
-        raise DataError("too few paintings to calibrate the index: it needs artists with two or more paintings, "
-                        "some found and some missed when left out")
-    cal = Calibrator.fit(top1, correct)
+    if known.sum() < 1:
+        raise DataError("an index needs an artist with two or more paintings")
+    fit_s, fit_y, pseudo = top1, correct, 0
+    if correct.min() == correct.max():  # all found or all missed (a tiny index): two pseudo-observations, a hit at
+        fit_s = np.r_[top1, top1.max() + 1e-3, top1.min() - 1e-3]  # the top score and a miss at the bottom,
+        fit_y, pseudo = np.r_[correct, 1, 0], 2  # make the fit possible (and increasing)
+    cal = Calibrator.fit(fit_s, fit_y)
     if not cal.slope > 0:
         raise DataError(f"the open-set calibration is not increasing in the score (slope {cal.slope:.3g}): "
                         "a higher score would mean a less likely painter; refusing to build this index")
     out = {"calibration": cal.to_dict(), "queries": int(len(top1)), "known_queries": int(known.sum()),
            "top1": float((hit[known] == 0).mean()), "top5": float((hit[known] >= 0).mean()),
-           "calibration_auc": float(roc_auc(top1, correct))}
+           "calibration_auc": None if pseudo else float(roc_auc(top1, correct)), "pseudo_observations": pseudo}
     if (~known).sum() >= 2:
         lab = known.astype(int)
         out["unknown_queries"] = int((~known).sum())
