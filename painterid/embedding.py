@@ -80,6 +80,7 @@ class Embedder:
 
         self.config = config
         self.device = pick_device(str(device) if device else None)
+        self.runtime = f"torch {torch.__version__}"  # recorded by the stores it fills (informational)
         self.batch_size = batch_size
         cpus = os.cpu_count() or 1
         # CPU with <= 2 cores: a decoding worker only takes cores from the forward pass (docs/PERFORMANCE.md)
@@ -191,6 +192,7 @@ def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder,
     """
     from .store import Row, file_sha256
 
+    store.runtime = getattr(embedder, "runtime", None)
     files = [str(Path(f)) for f in files]
     n = len(files)
     artists = list(artists) if artists is not None else [""] * n
