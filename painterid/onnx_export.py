@@ -33,15 +33,18 @@ class ExportError(PainterIDError):
 
 
 def export(fingerprint: dict, base_dir: str | os.PathLike | None, onnx_path: Path, record_path: Path,
-           record: dict) -> dict:
+           record: dict, announce=None) -> dict:
     """Export the embedding ``config_from_fingerprint(fingerprint, base_dir)`` to ``onnx_path``; returns the record
-    written to ``record_path``: ``record`` plus the torch embedder's fingerprint, data config and the check's figure."""
+    written to ``record_path``: ``record`` plus the torch embedder's fingerprint, data config and the check's figure.
+    ``announce()`` is called once the backbone has loaded (bad weights fail before anything is said)."""
     import torch
 
     from .embedding import Embedder, config_from_fingerprint
     from .io import atomic_write_text
 
     embedder = Embedder(config_from_fingerprint(fingerprint, base_dir), device="cpu", num_workers=0)
+    if announce is not None:
+        announce()
     extractor = embedder.extractor.eval()
     _, h, w = (int(v) for v in embedder.data_config["input_size"])
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +65,10 @@ def export(fingerprint: dict, base_dir: str | os.PathLike | None, onnx_path: Pat
         raise ExportError(f"backbone '{fingerprint.get('backbone')}' with pool '{fingerprint.get('pool')}' does not "
                           f"export to ONNX ({type(exc).__name__}: {first[:200]})") from None
     os.replace(tmp, onnx_path)
-    full = {**record, "fingerprint": embedder.fingerprint, "data_config": _jsonable(embedder.data_config),
+    import timm.data
+
+    native = list(timm.data.resolve_model_data_config(extractor.model)["input_size"])
+    full = {**record, "fingerprint": embedder.fingerprint, "native_input_size": native, "data_config": _jsonable(embedder.data_config),
             "combine": embedder.combine, "export_max_abs_diff": diff, "torch": torch.__version__,
             "painterid_version": __version__, "opset": OPSET, "onnx_file": onnx_path.name,
             "onnx_bytes": onnx_path.stat().st_size}

@@ -139,22 +139,25 @@ def ensure_export(request: dict, export: bool = True) -> tuple[Path, dict]:
         raise OnnxUnavailable(f"no ONNX export of '{request['backbone']}' yet (run once with torch installed)")
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
         raise OnnxUnavailable("the first use exports the backbone to ONNX, which needs torch and onnx installed")
-    _say(f"exporting {request['backbone']} ({request['view']}, {request['pool']}) to ONNX for the fast CPU path; "
-         f"this once needs torch and takes a few seconds, then it is cached in {root}")
     root.mkdir(parents=True, exist_ok=True)
     try:
         from .onnx_export import export
 
         record = export(_fingerprint_stub(request), None, onnx_path, record_path,
-                        {"key": key, "request": request, "weights_id": wid, "format": EXPORT_FORMAT})
+                        {"key": key, "request": request, "weights_id": wid, "format": EXPORT_FORMAT},
+                        announce=lambda: _say(
+                            f"exporting {request['backbone']} ({request['view']}, {request['pool']}) to ONNX for the "
+                            f"fast CPU path; this once needs torch and takes a few seconds, then it is cached in {root}"))
     except ExportError as exc:
         atomic_write_text(failed, json.dumps({"reason": str(exc), "request": request, "weights_id": wid}))
         raise OnnxUnavailable(str(exc)) from None
-    # The same export answers the request spelled with the input size made explicit (a model's fingerprint).
-    canonical = export_key({**request, "input_size": int(record["fingerprint"]["input_size"][1])}, wid)
-    if canonical != key and not (root / f"{canonical}.json").is_file():
-        atomic_write_text(root / f"{canonical}.json", json.dumps({**record, "key": canonical}, indent=2,
-                                                                  sort_keys=True))
+    # The same export answers the request spelled with the input size made explicit (a model's fingerprint) and,
+    # when that is the backbone's own size, spelled without it (`painterid embed`'s default).
+    size = list(record["fingerprint"]["input_size"])
+    spellings = [int(size[1])] + ([None] if size == record.get("native_input_size") else [])
+    for alias in (export_key({**request, "input_size": s}, wid) for s in spellings):
+        if alias != key and not (root / f"{alias}.json").is_file():
+            atomic_write_text(root / f"{alias}.json", json.dumps({**record, "key": alias}, indent=2, sort_keys=True))
     return onnx_path, record
 
 
@@ -202,7 +205,7 @@ class OnnxEmbedder:
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.runtime = f"onnxruntime {ort.__version__}"
         # Views per forward call: a few at a time stay in cache (as the torch path's chunks do).
-        self.chunk = max(1, min(self.views.n_views, 8))
+        self.chunk = 4
 
     @property
     def dim(self) -> int:
@@ -294,3 +297,20 @@ def make_embedder(request: dict, device: str | None = None, runtime: str | None 
     embedder = Embedder(config, device=device, batch_size=batch_size, num_workers=num_workers)
     embedder.fallback_reason = reason
     return embedder
+
+
+def default_request() -> dict:
+    """The export request of the shipped default embedding."""
+    from .defaults import DEFAULT_BACKBONE, DEFAULT_POOL, DEFAULT_VIEW
+
+    return export_request(DEFAULT_BACKBONE, DEFAULT_VIEW, DEFAULT_POOL, 8, None, None)
+
+
+if __name__ == "__main__":  # `python -m painterid.runtime`: export the default now (make setup does)
+    try:
+        path, rec = ensure_export(default_request())
+    except PainterIDError as exc:
+        _say(f"no ONNX export: {exc}; compare will use torch")
+        raise SystemExit(1) from None
+    _say(f"ONNX export of the default embedding: {path} ({rec['onnx_bytes'] / 2**20:.1f} MiB, max |onnx - torch| "
+         f"{rec['export_max_abs_diff']:.1e} on the check batch)")

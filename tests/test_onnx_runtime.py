@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from painterid.arrayviews import ArrayViews
-from painterid.runtime import VECTOR_TOLERANCE, OnnxUnavailable, export_request, make_embedder
+from painterid.runtime import VECTOR_TOLERANCE, OnnxUnavailable, default_request, export_request, make_embedder
 
 from .conftest import real_paintings
 
@@ -23,12 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "models" / "default"
 EX = REPO / "examples" / "paintings" / "train"
 HEAVY = ("torch", "timm", "torchvision")
-
-
-def default_request():
-    from painterid.defaults import DEFAULT_BACKBONE, DEFAULT_POOL, DEFAULT_VIEW
-
-    return export_request(DEFAULT_BACKBONE, DEFAULT_VIEW, DEFAULT_POOL, 8, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +210,38 @@ def test_failed_export_falls_back_to_torch_once(monkeypatch, tmp_path):
     with pytest.raises(OnnxUnavailable, match="does not export"):
         make_embedder(request, device="cpu", runtime="onnx")
     assert len(calls) == 1  # remembered: no second attempt
+
+
+def test_embed_on_onnx_imports_no_torch_and_fills_a_store_torch_reads(both, tmp_path):
+    from painterid.locations import cache_dir
+    from painterid.store import FeatureStore
+    from painterid.synthetic import make_synthetic_dataset
+
+    onnx, torch_ = both
+    data = make_synthetic_dataset(tmp_path / "syn", n_artists=2, per_artist=1, size=260, seed=5)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "onnx").symlink_to(cache_dir() / "onnx", target_is_directory=True)
+    code = ("import sys\nfrom painterid.cli import main\n"
+            f"sys.argv = ['painterid', 'embed', {str(data)!r}, '--out', {str(tmp_path / 'store')!r}]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n")
+    heavy, _ = _run_and_list_heavy(code, _env(tmp_path, cache))
+    assert heavy == []
+    store = FeatureStore.open(tmp_path / "store")
+    assert len(store) == 2 and store.runtimes() == {onnx_name(): 2}
+    assert store.embedding == torch_.fingerprint  # a store the torch path opens and appends to
+    want, _ = torch_.embed_files(store.paths)
+    assert np.abs(store.vectors - want).max() <= VECTOR_TOLERANCE
+
+
+def test_one_export_serves_both_spellings_of_the_input_size(both, tmp_path_factory, monkeypatch):
+    """`embed` asks with no input size, a model's fingerprint with 240: the same export answers both."""
+    from painterid.runtime import ensure_export
+
+    monkeypatch.setenv("PAINTERID_CACHE", str(tmp_path_factory.getbasetemp() / "painterid-cache"))
+    onnx, _ = both
+    a, _ = ensure_export(default_request(), export=False)
+    b, rec = ensure_export({**default_request(), "input_size": onnx.fingerprint["input_size"][1]}, export=False)
+    assert a == b and rec["fingerprint"] == onnx.fingerprint
+    with pytest.raises(OnnxUnavailable, match="no ONNX export"):
+        ensure_export({**default_request(), "input_size": 256}, export=False)

@@ -49,7 +49,7 @@ def _inference(fn):
     """torch.inference_mode around a scoring method, for heads that are torch modules (torch imported then only)."""
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
-        if self.method in COSINE_METHODS:
+        if self._numpy_cosine:
             return fn(self, *args, **kwargs)
         import torch
 
@@ -68,7 +68,11 @@ class PairModel:
                  info: dict | None = None):
         self.method = method
         self.embedding = embedding
+        if head is None and method not in COSINE_METHODS:
+            raise ValueError(f"a {method} model needs its head")
         self._head = head.eval() if head is not None else None  # None: built from head_params when first used
+        # Loaded without a head (a cosine method): scored with numpy, torch never imported.
+        self._numpy_cosine = head is None
         self.head_params = head_params or {}
         self.normaliser = normaliser
         self.csls_k = csls_k
@@ -98,7 +102,7 @@ class PairModel:
     @_inference
     def space(self, x: np.ndarray) -> np.ndarray | None:
         """Vectors in the space where the head's score is a dot product (None for the siamese head)."""
-        if self.method in COSINE_METHODS:
+        if self._numpy_cosine:
             return _l2_normalise(x)
         import torch
 
@@ -110,7 +114,7 @@ class PairModel:
     def raw_scores(self, a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
         """Head score of each pair (a[i], b[i])."""
         out = np.empty(len(a), dtype=np.float32)
-        if self.method in COSINE_METHODS:
+        if self._numpy_cosine:
             for s in range(0, len(a), chunk):
                 out[s:s + chunk] = np.einsum("nd,nd->n", _l2_normalise(a[s:s + chunk]), _l2_normalise(b[s:s + chunk]))
             return out
