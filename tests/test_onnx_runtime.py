@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from painterid.arrayviews import ArrayViews
+from painterid.defaults import default_model_dir
 from painterid.runtime import VECTOR_TOLERANCE, OnnxUnavailable, default_request, export_request, make_embedder
 
 from .conftest import real_paintings
@@ -20,7 +21,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO / "models" / "default"
+DEFAULT_MODEL = default_model_dir()
 EX = REPO / "examples" / "paintings" / "train"
 HEAVY = ("torch", "timm", "torchvision")
 
