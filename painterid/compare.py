@@ -17,7 +17,7 @@ def embedding_cache(fingerprint: dict):
     if os.environ.get("PAINTERID_NO_CACHE"):
         return None
     from .io import FINGERPRINT_KEYS
-    from .pipeline import cache_dir
+    from .locations import cache_dir
     from .store import FeatureStore
 
     key = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
@@ -28,10 +28,12 @@ def embedding_cache(fingerprint: dict):
         return None  # an unusable cache must never stop a comparison
 
 
-def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Path | None = None) -> np.ndarray:
+def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Path | None = None,
+                runtime: str | None = None) -> np.ndarray:
     """Vectors of image files for a model's embedding, from the cache where possible; a bad file raises.
 
-    ``base_dir``: the model directory, against which a relative weights file of the fingerprint is resolved."""
+    ``base_dir``: the model directory, against which a relative weights file of the fingerprint is resolved.
+    ``runtime``: auto | onnx | torch (painterid.runtime; auto: ONNX Runtime on CPU when it is installed)."""
     from .store import Row, file_sha256
 
     for p in paths:
@@ -51,11 +53,11 @@ def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Pat
     if (where >= 0).all():
         return cache.vectors[where]
     missing = [i for i in range(len(paths)) if where[i] < 0]
-    from .embedding import Embedder, config_from_fingerprint
     from .io import check_config_match
+    from .runtime import make_embedder, request_from_fingerprint
 
-    embedder = Embedder(config_from_fingerprint(fingerprint, base_dir), device=device, num_workers=0,
-                        batch_size=min(16, len(missing)))
+    embedder = make_embedder(request_from_fingerprint(fingerprint, base_dir), device=device, runtime=runtime,
+                             num_workers=0, batch_size=min(16, len(missing)))
     check_config_match(embedder.fingerprint, fingerprint, what="this machine's backbone",
                        fix="install the weights the model was made with")
     new, failures = embedder.embed_files([paths[i] for i in missing])
@@ -70,6 +72,7 @@ def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Pat
         fresh = {}
         for k, i in enumerate(missing):
             fresh.setdefault(hashes[i], (str(paths[i]), new[k]))
+        cache.runtime = getattr(embedder, "runtime", None)
         try:
             cache.append([Row(p, h) for h, (p, _) in fresh.items()], np.stack([v for _, v in fresh.values()]))
         except OSError:
@@ -97,20 +100,20 @@ def expand_images(paths: list[Path], recursive: bool = False) -> list[Path]:
 
 
 def compare_files(reference: Path, others: list[Path], model_dir: Path, threshold: float | None = None,
-                  device=None) -> list[dict]:
+                  device=None, runtime: str | None = None) -> list[dict]:
     """Score the reference against each other image with a PairModel; one dict per pair."""
-    return compare_pairs([(Path(reference), Path(o)) for o in others], model_dir, threshold, device)
+    return compare_pairs([(Path(reference), Path(o)) for o in others], model_dir, threshold, device, runtime)
 
 
 def compare_pairs(pairs: list[tuple[Path, Path]], model_dir: Path, threshold: float | None = None,
-                  device=None) -> list[dict]:
+                  device=None, runtime: str | None = None) -> list[dict]:
     """Score each (image_a, image_b) pair with a PairModel; every distinct file is embedded once."""
     from .scoring import PairModel
 
     model = PairModel.load(model_dir)
     paths = list(dict.fromkeys(Path(p) for pair in pairs for p in pair))
     row = {p: i for i, p in enumerate(paths)}
-    vecs = embed_paths(paths, model.embedding, device=device, base_dir=model.root)
+    vecs = embed_paths(paths, model.embedding, device=device, base_dir=model.root, runtime=runtime)
     ia = np.array([row[Path(a)] for a, _ in pairs])
     ib = np.array([row[Path(b)] for _, b in pairs])
     scores = model.scores(vecs[ia], vecs[ib])

@@ -64,6 +64,7 @@ class FeatureStore:
         self._vectors: np.ndarray | None = None
         self._next_shard = 0
         self.rank: int | None = None  # set by a distributed writer: its chunks are named shard-r{rank}-NNNNN
+        self.runtime: str | None = None  # what embeds the chunks appended now (recorded in each chunk's metadata)
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -197,11 +198,25 @@ class FeatureStore:
             os.fsync(fh.fileno())
         os.replace(tmp_csv, stem.with_suffix(".csv"))
         tmp_vec = stem.with_suffix(f".safetensors.tmp-{os.getpid()}")
-        save_file({"vectors": vectors}, str(tmp_vec))
+        save_file({"vectors": vectors}, str(tmp_vec), metadata={"runtime": self.runtime} if self.runtime else None)
         os.replace(tmp_vec, stem.with_suffix(".safetensors"))
         self._rows.extend(rows)
         self._chunks.append(vectors)
         self._next_shard += 1
+
+    def runtimes(self) -> dict[str, int]:
+        """Rows per runtime that embedded them ("torch 2.x", "onnxruntime 1.x"; "unrecorded" for older chunks).
+
+        Informational: the runtime is not part of the embedding fingerprint, vectors of both runtimes mix."""
+        from safetensors import safe_open
+
+        counts: dict[str, int] = {}
+        for path in sorted(p for p in self.root.iterdir() if _SHARD.match(p.name)):
+            with safe_open(str(path), framework="numpy") as fh:
+                name = (fh.metadata() or {}).get("runtime", "unrecorded")
+                n = fh.get_slice("vectors").get_shape()[0]
+            counts[name] = counts.get(name, 0) + int(n)
+        return counts
 
     def select(self, paths: list[str]) -> np.ndarray:
         """Row index of each path (the last row recorded for it); -1 where absent."""

@@ -162,3 +162,16 @@ def test_the_normaliser_module_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code, str(Path(mod.__file__))], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_loaded_siamese_model_scores_with_numpy_as_its_torch_head(tmp_path):
+    x, artists = _artists_data()
+    chain = Chain.parse("wccn,l2,csls:4").fit(x[:40], x, artists)
+    model = PairModel("siamese", EMB, build_head("siamese", 16, {"hidden": 8}), {"hidden": 8}, chain=chain,
+                      cohort=x[:40])
+    want = model.scores(x[50:60], x[60:70])
+    model.save(tmp_path / "m")
+    back = PairModel.load(tmp_path / "m")
+    assert back._numpy and back._head is None  # no torch module built to score
+    np.testing.assert_allclose(back.scores(x[50:60], x[60:70]), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(back.score_pairs(x, np.array([[50, 60], [51, 61]])), want[:2], rtol=1e-5, atol=1e-5)

@@ -16,17 +16,17 @@ Directory layout::
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .. import __version__
 from ..errors import ArtefactError
 from ..io import atomic_dir, check_replaceable, read_json, write_json
 from .calibration import Calibrator
-from .heads import build_head
 from .indexed import indexed_dots, rows_per_block
 from .normalise import Chain, csls, legacy_chain, neighbourhood
 
@@ -35,25 +35,62 @@ KIND = "painterid.pair-model"
 NORMALISE_FILE = "normalise.safetensors"  # fitted arrays of the normaliser chain
 COHORT_FILE = "cohort.safetensors"  # the reference cohort: raw embeddings of other paintings
 BACKBONE_FILE = "backbone.safetensors"  # a backbone trained by painterid (finetune, cnn), inside the model directory
+#: Methods whose pair score is the cosine of the two embeddings (no head weights): scored with numpy, so loading
+#: and using such a model (the shipped default) never imports torch; their torch head is built only when asked for.
+COSINE_METHODS = ("cosine", "finetune")
+#: Methods scored with numpy when loaded from a directory (no torch): the cosine ones and the siamese MLP.
+NUMPY_METHODS = COSINE_METHODS + ("siamese",)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows divided by max(norm, 1e-12), as torch.nn.functional.normalize."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), np.float32(1e-12))
+
+
+def _siamese_numpy(w: dict[str, np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The siamese head's forward pass (heads.SiameseHead in eval mode) in numpy: Linear-ReLU-Linear-ReLU-Linear
+    over |a - b| and a * b (dropout is the identity at inference)."""
+    d = a.shape[1]
+    w0 = w["net.0.weight"]
+    z = np.abs(a - b) @ w0[:, :d].T + (a * b) @ w0[:, d:].T + w["net.0.bias"]
+    z = np.maximum(z, 0) @ w["net.3.weight"].T + w["net.3.bias"]
+    return (np.maximum(z, 0) @ w["net.6.weight"].T + w["net.6.bias"])[:, 0].astype(np.float32)
+
+
+def _inference(fn):
+    """torch.inference_mode around a scoring method, for heads that are torch modules (torch imported then only)."""
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        if self._numpy:
+            return fn(self, *args, **kwargs)
+        import torch
+
+        with torch.inference_mode():
+            return fn(self, *args, **kwargs)
+    return wrapper
 
 
 class PairModel:
-    """Scores pairs of embeddings: normaliser chain → head score → (CSLS against the cohort) → probability and
-    verdict at the threshold.
+    """Scores pairs of embeddings: raw head score → (CSLS) → probability and verdict at the threshold."""
 
-    `chain` (a normalise.Chain, fitted) maps every vector before the head; its last step may be CSLS. `cohort`
-    is the reference cohort the chain was fitted on (raw embeddings, shipped as cohort.safetensors). Older
-    models name their normaliser "none" or "csls" (+ csls_k and a cohort): they load into the same chain.
-    """
-
-    def __init__(self, method: str, embedding: dict, head: torch.nn.Module, head_params: dict | None = None,
+    def __init__(self, method: str, embedding: dict, head: torch.nn.Module | None, head_params: dict | None = None,
                  normaliser: str = "none", csls_k: int = 10, cohort: np.ndarray | None = None,
                  calibrator: Calibrator | None = None, threshold: float = 0.5,
                  artists: dict[str, list[str]] | None = None, train_hashes: Sequence[str] = (),
-                 info: dict | None = None, chain: Chain | None = None, cohort_info: dict | None = None):
+                 info: dict | None = None, chain: Chain | None = None, cohort_info: dict | None = None,
+                 head_weights: dict[str, np.ndarray] | None = None):
         self.method = method
         self.embedding = embedding
-        self.head = head.eval()
+        if head is None and method not in COSINE_METHODS and head_weights is None:
+            raise ValueError(f"a {method} model needs its head")
+        self._head = head.eval() if head is not None else None  # None: built from head_params when first used
+        # Loaded without a torch head (cosine, or siamese weights as arrays): scored with numpy, no torch import.
+        self._numpy_cosine = head is None and method in COSINE_METHODS
+        self._numpy_weights = None if head is not None else head_weights
         self.head_params = head_params or {}
         self.cohort = None if cohort is None else np.asarray(cohort, dtype=np.float32)
         self.cohort_info = cohort_info or {}
@@ -87,7 +124,26 @@ class PairModel:
         step = self.chain.score_step
         return None if step is None else int(step.params["k"])
 
+    @property
+    def _numpy(self) -> bool:
+        """Scored with numpy only (no torch module built)."""
+        return self._numpy_cosine or (self._head is None and self._numpy_weights is not None)
+
     # -- scoring ---------------------------------------------------------------------------------
+    @property
+    def head(self) -> torch.nn.Module:
+        """The torch scorer (built on first use for a model loaded without one: cosine methods need none)."""
+        if self._head is None:
+            from .heads import build_head
+
+            head = build_head(self.method, self.head_dim, self.head_params).eval()
+            if self._numpy_weights:
+                import torch
+
+                head.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self._numpy_weights.items()})
+            self._head = head
+        return self._head
+
     @property
     def train_artists(self) -> set[str]:
         return set(self.artists.get("train", []))
@@ -96,8 +152,14 @@ class PairModel:
         """The chain's vector steps applied to raw embeddings (what the head sees)."""
         return self.chain.apply(x) if self.chain.vector_steps else np.asarray(x, dtype=np.float32)
 
-    @torch.inference_mode()
+    @_inference
     def _space_t(self, xt: np.ndarray) -> np.ndarray | None:
+        if self._numpy_cosine:
+            return _l2_normalise(xt)
+        if self._numpy:
+            return None  # the siamese head: no dot-product space
+        import torch
+
         if not hasattr(self.head, "space"):
             return None
         return self.head.space(torch.from_numpy(np.ascontiguousarray(xt, dtype=np.float32))).numpy()
@@ -106,9 +168,17 @@ class PairModel:
         """Vectors in the space where the head's score is a dot product (None for the siamese head)."""
         return self._space_t(self.transform(x))
 
-    @torch.inference_mode()
+    @_inference
     def _raw_t(self, a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
         out = np.empty(len(a), dtype=np.float32)
+        if self._numpy:
+            for s in range(0, len(a), chunk):
+                sa, sb = np.asarray(a[s:s + chunk], np.float32), np.asarray(b[s:s + chunk], np.float32)
+                out[s:s + chunk] = (np.einsum("nd,nd->n", _l2_normalise(sa), _l2_normalise(sb)) if self._numpy_cosine
+                                    else _siamese_numpy(self._numpy_weights, sa, sb))
+            return out
+        import torch
+
         for s in range(0, len(a), chunk):
             ta = torch.from_numpy(np.ascontiguousarray(a[s:s + chunk], dtype=np.float32))
             tb = torch.from_numpy(np.ascontiguousarray(b[s:s + chunk], dtype=np.float32))
@@ -119,14 +189,11 @@ class PairModel:
         """Head score of each pair (a[i], b[i]) after the chain's vector steps, before CSLS."""
         return self._raw_t(self.transform(a), self.transform(b), chunk)
 
-    @torch.inference_mode()
     def _matrix_t(self, xt: np.ndarray, yt: np.ndarray, y_space: np.ndarray | None = None) -> np.ndarray:
         sx = self._space_t(xt)
         if sx is not None:
             return sx @ (self._space_t(yt) if y_space is None else y_space).T
-        ty = torch.from_numpy(np.ascontiguousarray(yt, dtype=np.float32))
-        rows = [self.head(torch.from_numpy(row[None]).expand(len(yt), -1), ty).numpy() for row in
-                np.ascontiguousarray(xt, dtype=np.float32)]
+        rows = [self._raw_t(np.repeat(row[None], len(yt), 0), yt) for row in np.asarray(xt, dtype=np.float32)]
         return np.stack(rows) if rows else np.zeros((0, len(yt)), np.float32)
 
     def score_matrix(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -138,10 +205,10 @@ class PairModel:
         if step is None:
             return None
         cohort = step.cohort
-        if hasattr(self.head, "space"):
-            if self._cohort_space is None:
-                self._cohort_space = self._space_t(cohort)
-            cs = self._cohort_space
+        if self._cohort_space is None:
+            self._cohort_space = self._space_t(cohort)  # None for the siamese head (no dot-product space)
+        cs = self._cohort_space
+        if cs is not None:
             skip = 1.0 - 1e-5 if step.params.get("skip_self", True) else None
             return neighbourhood(lambda q: self._space_t(q) @ cs.T, xt, step.params["k"], exclude_self=skip)
         return neighbourhood(lambda q: self._matrix_t(q, cohort), xt, step.params["k"])
@@ -229,22 +296,26 @@ class PairModel:
                                 f"({self.chain.out_dim} → {chain.out_dim}); use a larger cohort")
         self.cohort, self.cohort_info, self.chain = cohort, dict(info or {}), chain
 
+    def _head_arrays(self) -> dict[str, np.ndarray]:
+        if self._head is None:
+            return {k: np.ascontiguousarray(v) for k, v in (self._numpy_weights or {}).items()}
+        return {k: v.detach().contiguous().cpu().numpy() for k, v in self._head.state_dict().items()}
+
     def save(self, out: str | Path, extra_files: dict[str, bytes] | None = None) -> Path:
         """Write the model directory atomically (a crash leaves the previous one, or none)."""
-        from safetensors.numpy import save_file as save_np
-        from safetensors.torch import save_file
+        from safetensors.numpy import save_file
 
         out = Path(out)
         check_replaceable(out, "kind", KIND, "a painterid model")
         with atomic_dir(out) as tmp:
             write_json(tmp / "config.json", self.config())
-            tensors = {f"head.{k}": v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
-            save_file(tensors, str(tmp / "model.safetensors"))  # written even when empty (cosine): a stable layout
+            # written even when empty (cosine): a stable layout
+            save_file({f"head.{k}": v for k, v in self._head_arrays().items()}, str(tmp / "model.safetensors"))
             arrays = self.chain.arrays()
             if arrays:
-                save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / NORMALISE_FILE))
+                save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / NORMALISE_FILE))
             if self.cohort is not None and len(self.cohort):
-                save_np({"cohort": np.ascontiguousarray(self.cohort)}, str(tmp / COHORT_FILE))
+                save_file({"cohort": np.ascontiguousarray(self.cohort)}, str(tmp / COHORT_FILE))
             with open(tmp / "training_set.csv", "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["sha256"])
@@ -266,24 +337,12 @@ class PairModel:
             raise ArtefactError(f"{path}: model format {cfg['format_version']} is newer than this painterid "
                                 f"reads ({FORMAT_VERSION}); upgrade painterid")
         dim = int(cfg.get("head_dim") or cfg["embedding"]["dim"])
-        try:
-            head = build_head(cfg["method"], dim, cfg.get("head_params", {}))
-        except (TypeError, ValueError) as exc:
-            raise ArtefactError(f"{path}: bad head in config.json ({exc})") from None
         tensors = _read_safetensors(path / "model.safetensors")
-        state = {k[5:]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith("head.")}
+        state = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
         cohort = tensors.get("cohort")  # models saved before cohort.safetensors kept it here
         if (path / COHORT_FILE).is_file():
             cohort = _read_safetensors(path / COHORT_FILE).get("cohort")
-        expected = head.state_dict().keys()
-        if set(state) != set(expected):
-            raise ArtefactError(f"{path}: model.safetensors does not hold the weights of a {cfg['method']} head "
-                                f"(missing: {sorted(set(expected) - set(state))[:3]})")
-        if state:
-            try:
-                head.load_state_dict(state)
-            except RuntimeError as exc:
-                raise ArtefactError(f"{path}: weights do not fit the head ({str(exc).splitlines()[0]})") from None
+        head, weights = _load_head(path, cfg["method"], dim, cfg.get("head_params", {}), state)
         try:
             if "chain" in cfg:
                 chain = Chain.from_config(cfg["chain"], _read_safetensors(path / NORMALISE_FILE), cohort)
@@ -299,11 +358,52 @@ class PairModel:
                 hashes = [r["sha256"] for r in csv.DictReader(fh)]
         cohort_info = {k: v for k, v in (cfg.get("cohort") or {}).items() if k != "n"}
         model = cls(cfg["method"], cfg["embedding"], head, cfg.get("head_params", {}), cohort=cohort,
+                    head_weights=weights,
                     calibrator=Calibrator(**cfg.get("calibration", {})), threshold=cfg.get("threshold", 0.5),
                     artists=cfg.get("artists"), train_hashes=hashes, info=cfg.get("info", {}), chain=chain,
                     cohort_info=cohort_info)
         model.root = path
         return model
+
+
+SIAMESE_KEYS = ("net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias", "net.6.weight", "net.6.bias")
+
+
+def _load_head(path: Path, method: str, dim: int, params: dict, state: dict):
+    """(torch head or None, numpy weights or None) of a model directory; cosine and siamese need no torch."""
+    if method in COSINE_METHODS or method == "siamese":
+        expected = set() if method in COSINE_METHODS else set(SIAMESE_KEYS)
+        if set(state) != expected:
+            raise ArtefactError(f"{path}: model.safetensors does not hold the weights of a {method} head "
+                                f"(missing: {sorted(expected - set(state))[:3]})")
+        if method == "siamese":
+            hidden = int(params.get("hidden", 256))
+            shapes = {"net.0.weight": (hidden, 2 * dim), "net.3.weight": (hidden // 2, hidden),
+                      "net.6.weight": (1, hidden // 2)}
+            bad = [k for k, v in shapes.items() if tuple(state[k].shape) != v]
+            if bad:
+                raise ArtefactError(f"{path}: weights do not fit the head ({bad[0]} is {tuple(state[bad[0]].shape)}, "
+                                    f"expected {shapes[bad[0]]})")
+            return None, {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
+        return None, None
+    from .heads import build_head
+
+    try:
+        head = build_head(method, dim, params)
+    except (TypeError, ValueError) as exc:
+        raise ArtefactError(f"{path}: bad head in config.json ({exc})") from None
+    expected = set(head.state_dict().keys())
+    if set(state) != expected:
+        raise ArtefactError(f"{path}: model.safetensors does not hold the weights of a {method} head "
+                            f"(missing: {sorted(expected - set(state))[:3]})")
+    if state:
+        import torch
+
+        try:
+            head.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+        except RuntimeError as exc:
+            raise ArtefactError(f"{path}: weights do not fit the head ({str(exc).splitlines()[0]})") from None
+    return head, None
 
 
 def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
@@ -333,7 +433,7 @@ def _check_backbone_file(path: Path, embedding: dict) -> None:
     from safetensors import safe_open
 
     try:  # reads the header only; a pickle (or anything else) under this name is refused, never unpickled
-        with safe_open(str(file), framework="pt") as fh:
+        with safe_open(str(file), framework="numpy") as fh:
             fh.keys()
     except Exception as exc:  # noqa: BLE001
         raise ArtefactError(f"{file}: not a valid safetensors file ({exc})") from None
