@@ -168,19 +168,22 @@ def test_identify_on_onnx_imports_no_torch(both, tmp_path):
     assert "TOP=A" in out  # the query is the index's own p0 (artist A)
 
 
-def test_cosine_model_scores_without_torch_equal_the_torch_head():
+def test_default_model_scores_without_torch_equal_its_torch_head():
+    """The shipped default (a siamese head over a normaliser chain) is scored with numpy once loaded."""
     import torch
 
     from painterid.scoring import PairModel
-    from painterid.scoring.heads import CosineScorer
 
     model = PairModel.load(DEFAULT_MODEL)
     assert model._head is None  # nothing built: no torch needed to load it
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 50, model.embedding["dim"])).astype(np.float32)
-    want = CosineScorer()(torch.from_numpy(a), torch.from_numpy(b)).numpy()
-    assert np.abs(model.raw_scores(a, b) - want).max() < 1e-5
-    assert isinstance(model.head, CosineScorer)  # built when someone asks for it (explain)
+    got = model.raw_scores(a, b)
+    head = model.head  # built when someone asks for it (explain, training), with the same weights
+    assert isinstance(head, torch.nn.Module)
+    with torch.inference_mode():
+        want = head(torch.from_numpy(model.transform(a)), torch.from_numpy(model.transform(b))).numpy()
+    assert np.abs(got - want).max() < 1e-5
 
 
 def test_runtime_choice_errors(monkeypatch, capsys):
