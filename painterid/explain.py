@@ -186,7 +186,7 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
             emb = feats.flatten(1)
         else:  # single, or the one stand-in view of patches
             emb = feats.mean(1)
-        emb = F.normalize(emb, dim=-1).cpu()
+        emb = _chain_torch(pm.chain, F.normalize(emb, dim=-1).cpu())
         raw = pm.head(emb[:1], emb[1:]).reshape(())
         (grad,) = torch.autograd.grad(raw, fmap)
     num_chs = int(extractor.stage_channels[-1]) if extractor.pool != "gap" else int(
@@ -277,3 +277,24 @@ def _write_atomic(path: Path, data: bytes) -> Path:
         tmp.unlink(missing_ok=True)
         raise PainterIDError(f"{path}: cannot write the figure ({exc.strerror or exc})") from None
     return path
+
+
+def _chain_torch(chain, x):
+    """The model's normaliser chain (its vector steps), differentiable: what its head sees in `compare`."""
+    import torch
+    from torch.nn import functional as F
+
+    for step in chain.vector_steps:
+        st = {k: torch.from_numpy(v) for k, v in step.state.items()}
+        if step.name == "power":
+            x = torch.sign(x) * torch.sqrt(torch.abs(x) + 1e-12)
+        elif step.name == "l2":
+            x = F.normalize(x, dim=-1)
+        elif step.name == "center":
+            x = x - st["mean"]
+        elif "mean" in st:  # whiten, lda: (x - mean) @ proj
+            x = (x - st["mean"]) @ st["proj"]
+        else:  # wccn: x @ proj
+            x = x @ st["proj"]
+    return x
+
