@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -413,8 +414,13 @@ class ArtistIndex:
             _fsync_path(tmp)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, OSError):
-                raise ArtefactError(f"cannot write index to {target}: {e}") from e
+            if isinstance(e, (OSError, RuntimeError)) or type(e).__name__ == "SafetensorError":
+                # faiss reports a full disk as a RuntimeError ending in "(reason)"
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip()
+                m = re.search(r"\(([^()]+)\)$", reason)
+                reason = m.group(1) if m and not isinstance(e, OSError) else reason.splitlines()[0]
+                what = "the previous index is kept" if target.exists() else "nothing was written"
+                raise ArtefactError(f"cannot write index to {target}: {reason}; {what}") from e
             raise
         if target.exists():
             os.replace(target, old)

@@ -21,8 +21,9 @@ from .store import FeatureStore
 
 def cache_dir() -> Path:
     """Where painterid keeps derived data (feature stores of data sets): $PAINTERID_CACHE or ~/.cache/painterid."""
-    env = os.environ.get("PAINTERID_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "painterid"
+    from .cache import cache_root
+
+    return cache_root()
 
 
 def default_store_dir(data: Path, fingerprint: dict) -> Path:
@@ -53,8 +54,9 @@ def embed_data(data: str | Path, embedder: Embedder, store_dir: str | Path | Non
     dataset = discover(data)
     store_dir = Path(store_dir) if store_dir else default_store_dir(Path(data), embedder.fingerprint)
     store = FeatureStore.create_or_open(store_dir, embedder.fingerprint)
-    failures = embed_dataset(store, dataset.files, embedder, artists=dataset.artists, names=dataset.names,
-                             sources=dataset.sources, progress=progress, commit_every=commit_every)
+    with store.writing():  # a second `embed` into this store waits, then embeds only what is still lacking
+        failures = embed_dataset(store, dataset.files, embedder, artists=dataset.artists, names=dataset.names,
+                                 sources=dataset.sources, progress=progress, commit_every=commit_every)
     return store, dataset, failures
 
 
