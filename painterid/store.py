@@ -58,13 +58,13 @@ def notice(message: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(root: str | Path, waiting: str, quiet_s: float = 0.0) -> Iterator[None]:
-    """Hold the exclusive lock of directory ROOT (re-entrant within a process and thread).
+def locked(root: str | Path, waiting: str, quiet_s: float = 0.0, name: str = LOCK_FILE) -> Iterator[None]:
+    """Hold the exclusive lock ROOT/NAME (re-entrant within a process and thread).
 
     Waits as long as another process holds it; past `quiet_s` seconds of waiting, says `waiting` once."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(Path(root) / LOCK_FILE), is_singleton=True)
+    lock = FileLock(str(Path(root) / name), is_singleton=True)
     try:
         lock.acquire(timeout=quiet_s)
     except Timeout:

@@ -420,3 +420,52 @@ def test_a_read_only_output_folder_is_one_line_exit_2(tmp_path, data):
         assert run.returncode == 2, run.stderr[-2000:]
         assert_one_line(run.stderr, "painterid: error:", str(ro / "store"), "Read-only file system")
     assert list(ro.iterdir()) == []
+
+
+# ------------------------------------------------------------------- model and index directories
+def test_a_model_replaced_while_read_is_read_again_with_a_notice(tmp_path, monkeypatch, capsys):
+    from painterid.scoring import PairModel
+    from tests.test_robustness import siamese_model
+
+    out = tmp_path / "model"
+    siamese_model(out, seed=0, threshold=0.25)
+    real = PairModel._load_once.__func__
+    calls = []
+
+    def load_while_another_process_saves(cls, path):
+        model = real(cls, path)
+        if not calls:
+            siamese_model(out, seed=1, threshold=0.75)  # the directory is swapped after this read
+        calls.append(model.threshold)
+        return model
+
+    monkeypatch.setattr(PairModel, "_load_once", classmethod(load_while_another_process_saves))
+    assert PairModel.load(out).threshold == 0.75
+    assert calls == [0.25, 0.75]
+    assert capsys.readouterr().err.strip() == (f"painterid: {out} is being replaced by another process while read; "
+                                               "reading it again")
+
+
+def test_concurrent_saves_to_one_model_directory_never_fail_or_mix(tmp_path):
+    from painterid.scoring import PairModel
+    from tests.test_robustness import siamese_model
+
+    out = tmp_path / "model"
+    errors = []
+
+    def save(seed):
+        try:
+            for _ in range(8):
+                siamese_model(out, seed=seed, threshold=seed / 10)
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=save, args=(s,)) for s in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:3]
+    model = PairModel.load(out)
+    assert model.threshold in (0.1, 0.2, 0.3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary or old sibling left
