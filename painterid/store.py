@@ -137,9 +137,12 @@ def _read_chunk(path: Path) -> tuple[list[Row], np.ndarray]:
     return rows, vectors.astype(np.float32, copy=False)
 
 
-def _write_chunk(stem: Path, rows: list[Row], vectors: np.ndarray) -> None:
+def _write_chunk(stem: Path, rows: list[Row], vectors: np.ndarray, durable: bool = True) -> None:
     """Write STEM.csv and STEM.safetensors: both under temporary names first, the vectors renamed last (the
-    commit). On any failure, a full disk or a signal included, nothing of this chunk is left behind."""
+    commit). On any failure, a full disk or a signal included, nothing of this chunk is left behind.
+
+    ``durable``: flush both files to disk before the renames (a power cut leaves no empty chunk); a cache, which
+    can be recomputed, skips it (an fsync costs tens of milliseconds per `compare` on a slow disk)."""
     import safetensors.numpy
 
     pid = os.getpid()
@@ -152,13 +155,15 @@ def _write_chunk(stem: Path, rows: list[Row], vectors: np.ndarray) -> None:
             for r in rows:
                 writer.writerow(r.__dict__)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         try:
             safetensors.numpy.save_file({"vectors": np.ascontiguousarray(vectors, dtype=np.float32)}, str(tmp_vec))
         except Exception as exc:
             raise _as_os_error(exc, tmp_vec) from None
-        with open(tmp_vec, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp_vec, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp_csv, table)
         os.replace(tmp_vec, vec)
     except BaseException:
@@ -167,7 +172,8 @@ def _write_chunk(stem: Path, rows: list[Row], vectors: np.ndarray) -> None:
         if not vec.exists():
             table.unlink(missing_ok=True)
         raise
-    _fsync_dir(stem.parent)
+    if durable:
+        _fsync_dir(stem.parent)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -387,7 +393,7 @@ class FeatureStore:
                 rank, tag = self.rank, f"r{self.rank}-"
                 number = max([self._next_shard] + [n + 1 for n, r, _ in on_disk if r == self.rank])
             stem = self.root / f"shard-{tag}{number:05d}"
-            _write_chunk(stem, rows, vectors)
+            _write_chunk(stem, rows, vectors, durable=self.unique != "sha256")
             self._add_chunk(number, rank, stem.name + ".safetensors", rows, vectors)
             self._next_shard = number + 1
             if len(on_disk) + 1 > COMPACT_AT:
