@@ -247,7 +247,7 @@ def reference(tmp_path_factory, data) -> dict:
                                                    num_workers=0, batch_size=4),
                                     tmp_path_factory.mktemp("ref") / "store")
     assert not failures and len(store) == 12
-    return {"paths": sorted(store.paths), "vectors": dict(zip(store.paths, store.vectors)),
+    return {"store": store.root, "paths": sorted(store.paths), "vectors": dict(zip(store.paths, store.vectors)),
             "fingerprint": store.embedding, "by_hash": {r.sha256: v for r, v in zip(store.rows, store.vectors)}}
 
 
@@ -361,10 +361,8 @@ def test_a_file_size_limit_mid_embed_is_one_line_exit_2_and_the_store_still_open
 def test_a_file_size_limit_during_index_build_keeps_the_previous_index(tmp_path, data, reference):
     from painterid.index import ArtistIndex
 
-    store = tmp_path / "store"
-    subprocess.run(embed_cmd(data, store), cwd=REPO, env=child_env(), check=True, capture_output=True, timeout=600)
     idx = tmp_path / "index"
-    cmd = [sys.executable, "-m", "painterid", "index", "build", "--data", str(store), "--out", str(idx)]
+    cmd = [sys.executable, "-m", "painterid", "index", "build", "--data", str(reference["store"]), "--out", str(idx)]
     ok = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-2000:]
     files = {p.name: p.read_bytes() for p in idx.iterdir()}
@@ -373,7 +371,7 @@ def test_a_file_size_limit_during_index_build_keeps_the_previous_index(tmp_path,
     assert run.returncode == 2, run.stderr[-2000:]
     assert_one_line(run.stderr, "painterid: error:", "File too large")
     assert {p.name: p.read_bytes() for p in idx.iterdir()} == files
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "store"]  # no temporary sibling left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]  # no temporary sibling left
     assert ArtistIndex.load(idx).n == 12
 
 
@@ -404,7 +402,7 @@ def test_sigterm_mid_embed_stops_cleanly_and_the_next_run_resumes_to_the_same_st
     assert_equals_reference(FeatureStore.open(out), reference)
 
 
-def test_a_read_only_output_folder_is_one_line_exit_2(tmp_path, data):
+def test_a_read_only_output_folder_is_one_line_exit_2(tmp_path, data, reference):
     """A folder on a read-only file system: a private mount namespace (unshare) bind-mounts it read-only for the
     child alone."""
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
@@ -413,12 +411,12 @@ def test_a_read_only_output_folder_is_one_line_exit_2(tmp_path, data):
     ro.mkdir()
     wrap = ["unshare", "-rm", "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && shift && '
             'exec "$@"', str(ro), "--"]
-    for cmd in (embed_cmd(data, ro / "store"),
-                [sys.executable, "-m", "painterid", "index", "build", "--data", str(data), "--out", str(ro / "idx"),
-                 "--backbone", LITE0, "--view", "center", "--pool", "style", "--store", str(ro / "store")]):
+    for cmd, target in ((embed_cmd(data, ro / "store"), ro / "store"),
+                        ([sys.executable, "-m", "painterid", "index", "build", "--data", str(reference["store"]),
+                          "--out", str(ro / "idx")], ro / "idx")):
         run = subprocess.run(wrap + cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=600)
         assert run.returncode == 2, run.stderr[-2000:]
-        assert_one_line(run.stderr, "painterid: error:", str(ro / "store"), "Read-only file system")
+        assert_one_line(run.stderr, "painterid: error:", str(target), "Read-only file system")
     assert list(ro.iterdir()) == []
 
 
