@@ -56,10 +56,12 @@ def clear(store: Path | None = None) -> list[str]:
     removed = []
     for p in _targets(store):
         with locked(p, f"waiting for the writer of {p} to finish before clearing it"):
-            (p / "config.json").unlink()  # no longer a store from here on, even if the rest fails
+            (p / "config.json").unlink(missing_ok=True)  # no longer a store from here on, even if the rest fails
             for child in p.iterdir():
-                if child.name != ".lock":
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+                if child.is_dir():
+                    shutil.rmtree(child)
+                elif child.name != ".lock":
+                    child.unlink()
         shutil.rmtree(p, ignore_errors=True)
         removed.append(str(p))
     return removed

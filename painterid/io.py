@@ -49,7 +49,7 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces `target` whole, on error it is removed.
 
-    The swap holds `target`'s sibling lock, so two processes saving to one place never interleave."""
+    The swap holds `target`'s lock (`replacing`), so two processes saving to one place never interleave."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")  # unique per call

@@ -320,8 +320,14 @@ class FeatureStore:
     def writing(self) -> Iterator["FeatureStore"]:
         """Hold the store's lock for a whole run of commits (an `embed`): a second writer waits, says so once,
         then sees what the first committed (so it embeds only what is still lacking)."""
-        with locked(self.root, f"waiting for another painterid process writing the store {self.root} (it holds "
-                               f"{self.root / LOCK_FILE}); continuing when it finishes", quiet_s=0.0):
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(locked(self.root, f"waiting for another painterid process writing the store "
+                                                      f"{self.root} (it holds {self.root / LOCK_FILE}); continuing "
+                                                      "when it finishes", quiet_s=0.0))
+            except OSError as exc:  # a read-only store: fine while nothing is lacking (a commit would say why)
+                if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
             self.refresh()
             yield self
 

@@ -467,3 +467,18 @@ def test_concurrent_saves_to_one_model_directory_never_fail_or_mix(tmp_path):
     model = PairModel.load(out)
     assert model.threshold in (0.1, 0.2, 0.3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary or old sibling left
+
+
+def test_a_complete_read_only_store_is_still_usable_by_embed(tmp_path, data, reference):
+    """Nothing lacking, so nothing to write: a store on a read-only mount (no lock file possible) still works."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare (user and mount namespaces) to make a read-only folder")
+    store = tmp_path / "store"
+    shutil.copytree(reference["store"], store)
+    (store / ".lock").unlink(missing_ok=True)
+    code = ("import sys; from painterid.store import FeatureStore; s = FeatureStore.open(sys.argv[1])\n"
+            "with s.writing():\n    print(len(s))")
+    run = subprocess.run(["unshare", "-rm", "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && '
+                          'shift && exec "$@"', str(store), "--", sys.executable, "-c", code, str(store)],
+                         cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "12", run.stderr[-2000:]
