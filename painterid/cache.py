@@ -7,7 +7,6 @@ read). Every function here also takes any store directory instead (`--store DIR`
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -19,8 +18,9 @@ SUBDIRS = ("embeddings", "stores")
 
 def cache_root() -> Path:
     """$PAINTERID_CACHE, or ~/.cache/painterid."""
-    env = os.environ.get("PAINTERID_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "painterid"
+    from .locations import cache_dir
+
+    return cache_dir()
 
 
 def cache_stores(root: Path | None = None) -> list[Path]:

@@ -30,6 +30,8 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 180)
 err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_MODEL = default_model_dir()  # package data: travels inside the wheel
+RUNTIME_HELP = ("auto | onnx | torch: what runs the backbone (auto, or $PAINTERID_RUNTIME: ONNX Runtime on CPU when "
+                "installed, painterid[fast], else torch)")
 
 
 class Split(str, Enum):
@@ -168,6 +170,7 @@ def embed(
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes"),
     device: Optional[str] = typer.Option(None, help="cuda | cpu (default: cuda when present)"),
     commit_every: int = typer.Option(256, min=1, help="images per committed shard (what a killed run keeps)"),
+    runtime: Optional[str] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Embed every painting of DATA into a feature store; a second run skips what is done.
 
@@ -175,10 +178,19 @@ def embed(
     """
     from .distributed import DistEnv, embed_data_distributed
     from .embedding import Embedder
+    from .runtime import export_request, make_embedder, runtime_choice
 
     env = DistEnv.from_env()
-    embedder = Embedder(_embedding_config(backbone, view, pool, weights), device=env.device(device),
-                        batch_size=batch_size, num_workers=workers)
+    if env.distributed or runtime_choice(runtime) == "torch":
+        embedder = Embedder(_embedding_config(backbone, view, pool, weights), device=env.device(device),
+                            batch_size=batch_size, num_workers=workers)
+    else:
+        from .embedding import default_backbone
+
+        request = export_request(backbone or default_backbone(), view, pool, 8, str(weights) if weights else None,
+                                 None)
+        embedder = make_embedder(request, device=device, runtime=runtime, batch_size=batch_size,
+                                 num_workers=workers)
     prog, update = _progress("embedding")
     with prog:  # one bar: rank 0's share
         store, dataset, failures = embed_data_distributed(data, embedder, out_dir, env,
@@ -189,7 +201,7 @@ def embed(
     (out_dir / "failures.csv").unlink(missing_ok=True)  # the list is this run's, not a stale one
     _report_failures(failures, out_dir / "failures.csv" if failures else None)
     err.print(f"{len(store)} paintings of {len(set(store.artists))} artists in {out_dir} "
-              f"({embedder.fingerprint['backbone']}, {view}, {pool}, dim {embedder.dim}, {embedder.device})")
+              f"({embedder.fingerprint['backbone']}, {view}, {pool}, dim {embedder.dim}, {embedder.device}, {embedder.runtime})")
 
 
 def _log_epoch(rec: dict) -> None:
@@ -342,6 +354,7 @@ def compare(
     fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table | json (JSON lines) | csv"),
     as_json: bool = typer.Option(False, "--json", help="same as --format json"),
     device: Optional[str] = typer.Option(None),
+    runtime: Optional[str] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Probability that one artist painted REFERENCE and each other image (or each --pairs row), and the verdict.
 
@@ -361,7 +374,7 @@ def compare(
         if images[0].is_dir():
             raise PainterIDError(f"{images[0]}: the reference must be one image, not a folder (folders go after it)")
         todo = [(images[0], other) for other in expand_images(images[1:], recursive=recursive)]
-    results = compare_pairs(todo, model_dir=model, threshold=threshold, device=device)
+    results = compare_pairs(todo, model_dir=model, threshold=threshold, device=device, runtime=runtime)
     fmt = OutFormat.json if as_json else fmt
     if fmt is OutFormat.json:
         for r in results:
@@ -413,11 +426,12 @@ def identify(
     k: int = typer.Option(5, "-k", min=1, help="how many artists"),
     threshold: Optional[float] = typer.Option(None, help="open-set threshold (default: the index's)"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines"),
+    runtime: Optional[str] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """The k most likely artists of each painting, or "none of these" when no artist clears the threshold."""
     from .identify import identify as run_identify
 
-    for r in run_identify(images, index, k=k, threshold=threshold):
+    for r in run_identify(images, index, k=k, threshold=threshold, runtime=runtime):
         if as_json:
             print(json.dumps(r, ensure_ascii=False))
             continue

@@ -6,7 +6,6 @@ Library users call these directly; the CLI only adds options and Rich output.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,14 +15,8 @@ from .datasets import Dataset, discover
 from .embedding import Embedder, EmbeddingConfig, config_from_fingerprint, embed_dataset
 from .errors import DataError
 from .io import check_config_match
+from .locations import cache_dir  # noqa: F401 (re-exported: painterid.pipeline.cache_dir)
 from .store import FeatureStore
-
-
-def cache_dir() -> Path:
-    """Where painterid keeps derived data (feature stores of data sets): $PAINTERID_CACHE or ~/.cache/painterid."""
-    from .cache import cache_root
-
-    return cache_root()
 
 
 def default_store_dir(data: Path, fingerprint: dict) -> Path:

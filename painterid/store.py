@@ -137,7 +137,8 @@ def _read_chunk(path: Path) -> tuple[list[Row], np.ndarray]:
     return rows, vectors.astype(np.float32, copy=False)
 
 
-def _write_chunk(stem: Path, rows: list[Row], vectors: np.ndarray, durable: bool = True) -> None:
+def _write_chunk(stem: Path, rows: list[Row], vectors: np.ndarray, durable: bool = True,
+                 metadata: dict[str, str] | None = None) -> None:
     """Write STEM.csv and STEM.safetensors: both under temporary names first, the vectors renamed last (the
     commit). On any failure, a full disk or a signal included, nothing of this chunk is left behind.
 
@@ -158,7 +159,8 @@ def _write_chunk(stem: Path, rows: list[Row], vectors: np.ndarray, durable: bool
             if durable:
                 os.fsync(fh.fileno())
         try:
-            safetensors.numpy.save_file({"vectors": np.ascontiguousarray(vectors, dtype=np.float32)}, str(tmp_vec))
+            safetensors.numpy.save_file({"vectors": np.ascontiguousarray(vectors, dtype=np.float32)}, str(tmp_vec),
+                                        metadata=metadata or None)
         except Exception as exc:
             raise _as_os_error(exc, tmp_vec) from None
         if durable:
@@ -203,6 +205,7 @@ class FeatureStore:
         self.unique = unique or config.get("unique", "row")  # "row": one per (path, sha256); "sha256"
         self._reset()
         self.rank: int | None = None  # set by a distributed writer: its chunks are named shard-r{rank}-NNNNN
+        self.runtime: str | None = None  # what embeds the chunks appended now (recorded in each chunk's metadata)
 
     def _reset(self) -> None:
         self._rows: list[Row] = []
@@ -399,7 +402,8 @@ class FeatureStore:
                 rank, tag = self.rank, f"r{self.rank}-"
                 number = max([self._next_shard] + [n + 1 for n, r, _ in on_disk if r == self.rank])
             stem = self.root / f"shard-{tag}{number:05d}"
-            _write_chunk(stem, rows, vectors, durable=self.unique != "sha256")
+            _write_chunk(stem, rows, vectors, durable=self.unique != "sha256",
+                         metadata={"runtime": self.runtime} if self.runtime else None)
             self._add_chunk(number, rank, stem.name + ".safetensors", rows, vectors)
             self._next_shard = number + 1
             if len(on_disk) + 1 > COMPACT_AT:
@@ -423,7 +427,8 @@ class FeatureStore:
             stem = self.root / f"shard-{number:05d}"
             old = list(self._loaded)
             vectors = self.vectors
-            _write_chunk(stem, self._rows, vectors)
+            counts = self.runtimes()  # the merged chunk keeps what embedded its rows
+            _write_chunk(stem, self._rows, vectors, metadata={"runtimes": json.dumps(counts, sort_keys=True)})
             # Last chunk first, so that what a reader lists meanwhile is always a prefix of the old chunks plus
             # the merged one (rows then load in the same order); vectors before tables, so a visible chunk
             # never lacks its table.
@@ -448,6 +453,22 @@ class FeatureStore:
                 p.unlink(missing_ok=True)
                 n += 1
         return n
+
+    def runtimes(self) -> dict[str, int]:
+        """Rows per runtime that embedded them ("torch 2.x", "onnxruntime 1.x"; "unrecorded" for older chunks).
+
+        Informational: the runtime is not part of the embedding fingerprint, vectors of both runtimes mix."""
+        from safetensors import safe_open
+
+        counts: dict[str, int] = {}
+        for path in sorted(p for p in self.root.iterdir() if _SHARD.match(p.name)):
+            with safe_open(str(path), framework="numpy") as fh:
+                meta = fh.metadata() or {}
+                n = fh.get_slice("vectors").get_shape()[0]
+            merged = json.loads(meta["runtimes"]) if "runtimes" in meta else {meta.get("runtime", "unrecorded"): n}
+            for name, k in merged.items():  # a compacted chunk records the counts of the chunks it merged
+                counts[name] = counts.get(name, 0) + int(k)
+        return counts
 
     def select(self, paths: list[str]) -> np.ndarray:
         """Row index of each path (the last row recorded for it); -1 where absent."""

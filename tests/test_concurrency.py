@@ -253,7 +253,7 @@ def reference(tmp_path_factory, data) -> dict:
 
 def embed_cmd(data: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "painterid", "embed", str(data), "--out", str(out), "--backbone", LITE0,
-            "--view", "center", "--pool", "style", "--workers", "0", "--batch-size", "2", *extra]
+            "--view", "center", "--pool", "style", "--workers", "0", "--batch-size", "2", "--runtime", "torch", *extra]
 
 
 def child_env(**extra) -> dict:
@@ -274,10 +274,10 @@ from pathlib import Path
 import numpy as np
 import painterid.compare as compare
 
-def fake_embed(paths, fingerprint, device=None, base_dir=None):
+def fake_embed(paths, fingerprint, device=None, base_dir=None, runtime=None):
     time.sleep(0.2)  # every process embeds at about the same time: the window the old cache lost rows in
     return np.stack([np.frombuffer(hashlib.sha256(Path(p).read_bytes()).digest()[:16], np.uint8) for p in paths]
-                    ).astype(np.float32)
+                    ).astype(np.float32), "stub"
 
 compare.embed_files = fake_embed
 go = Path(sys.argv[1])
