@@ -585,15 +585,110 @@ def explain(
     out.print(f"heatmaps: {r['out']}", highlight=False)
 
 
+cache_app = typer.Typer(help="The cache of feature stores ($PAINTERID_CACHE): info, compact, clear.",
+                        no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+_STORE_OPT = typer.Option(None, "--store", help="one feature store directory instead of the whole cache")
+
+
+@cache_app.command("info")
+def cache_info(store: Optional[Path] = _STORE_OPT,
+               as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+    """Where the cache is, and the rows, chunks and bytes of each store in it."""
+    from .cache import info
+
+    res = info(store)
+    if as_json:
+        out.print_json(json.dumps(res))
+        return
+    table = Table(title=f"painterid cache: {res['location']}")
+    for col in ("store", "backbone", "rows", "chunks", "MB"):
+        table.add_column(col, justify="left" if col in ("store", "backbone") else "right", overflow="fold")
+    for s in res["stores"]:
+        table.add_row(s["store"], str(s["backbone"]), str(s["rows"]), str(s["chunks"]), f"{s['bytes'] / 1e6:.2f}")
+    table.add_section()
+    table.add_row(f"{len(res['stores'])} store(s)", "", str(res["rows"]), str(res["chunks"]),
+                  f"{res['bytes'] / 1e6:.2f}")
+    out.print(table)
+
+
+@cache_app.command("compact")
+def cache_compact(store: Optional[Path] = _STORE_OPT) -> None:
+    """Merge the chunks of each store into one file pair (atomic; readers and writers may run meanwhile)."""
+    from .cache import compact
+
+    for r in compact(store):
+        out.print(f"{r['store']}: {r['chunks_before']} → {r['chunks_after']} chunk(s), {r['rows']} rows, "
+                  f"{r['files_removed']} file(s) removed", highlight=False, markup=False)
+
+
+@cache_app.command("clear")
+def cache_clear(store: Optional[Path] = _STORE_OPT,
+                yes: bool = typer.Option(False, "--yes", help="do not ask (needed when not at a terminal)")) -> None:
+    """Delete the cached feature stores (or the one --store); asks first unless --yes."""
+    from .cache import cache_root, cache_stores, clear
+
+    what = str(store) if store is not None else f"{len(cache_stores())} store(s) under {cache_root()}"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise PainterIDError(f"cache clear would delete {what}; add --yes (not asking: not a terminal)")
+        if not typer.confirm(f"Delete {what}?"):
+            raise typer.Exit(1)
+    removed = clear(store)
+    err.print(f"removed {len(removed)} store(s)", highlight=False)
+
+
 @app.command()
 def version() -> None:
     """Print the painterid version."""
     out.print(__version__)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so what was committed stays and temporary files go."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _install_signal_handlers() -> None:
+    import signal
+
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        if hasattr(signal, "SIGXFSZ"):  # a file-size limit: let the write fail with EFBIG instead of dying
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    except ValueError:  # not the main thread (main() called from a library user's thread)
+        pass
+
+
+def _io_error_line(exc: BaseException) -> str | None:
+    """One line for a failed write or read (full disk, file-size limit, read-only or forbidden folder)."""
+    import errno
+    import os
+
+    if not isinstance(exc, OSError):  # safetensors reports I/O failures as its own error type
+        text = str(exc)
+        if "os error" not in text and "I/O error" not in text:
+            return None
+        import re
+        m = re.search(r"os error (\d+)", text)
+        exc = OSError(int(m.group(1)) if m else errno.EIO, os.strerror(int(m.group(1))) if m else text)
+    what = f"{exc.filename}: " if exc.filename else ""
+    hint = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit was reached",
+            errno.EROFS: "the folder is on a read-only file system", errno.EACCES: "no permission to write there",
+            errno.EPERM: "no permission to write there"}.get(exc.errno)
+    if hasattr(errno, "EDQUOT") and exc.errno == errno.EDQUOT:
+        hint = "the disk quota is used up"
+    tail = f"{hint}; " if hint else ""
+    return f"{what}{exc.strerror or exc}; {tail}everything finished before is kept"
+
+
 def main() -> None:
     """Entry point: user errors become one line and exit status 2, never a traceback."""
     warnings.formatwarning = lambda msg, cat, *a, **k: f"painterid: warning: {msg}\n"
+    _install_signal_handlers()
     try:
         rv = app(standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -604,13 +699,22 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("painterid: interrupted; finished work is kept", file=sys.stderr)
+        print("painterid: interrupted; finished work is kept (run the same command again to resume)",
+              file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print("painterid: stopped (SIGTERM); finished work is kept (run the same command again to resume)",
+              file=sys.stderr)
+        sys.exit(143)
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors from Typer's click
             exc.show()
             sys.exit(2)
-        raise
+        line = _io_error_line(exc)
+        if line is None:
+            raise
+        print(f"painterid: error: {' '.join(line.split())}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

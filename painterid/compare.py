@@ -13,7 +13,9 @@ from .errors import ImageError, PainterIDError
 
 
 def embedding_cache(fingerprint: dict):
-    """The FeatureStore that caches embeddings of compared files by content hash (None when disabled)."""
+    """The FeatureStore that caches embeddings of compared files by content hash (None when disabled).
+
+    One row per content hash; any number of processes may read and add to it at once (docs/CONCURRENCY.md)."""
     if os.environ.get("PAINTERID_NO_CACHE"):
         return None
     from .io import FINGERPRINT_KEYS
@@ -23,7 +25,7 @@ def embedding_cache(fingerprint: dict):
     key = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
     root = cache_dir() / "embeddings" / hashlib.sha256(key.encode()).hexdigest()[:16]
     try:
-        return FeatureStore.create_or_open(root, fingerprint)
+        return FeatureStore.create_or_open(root, fingerprint, unique="sha256")
     except (PainterIDError, OSError):
         return None  # an unusable cache must never stop a comparison
 
@@ -52,32 +54,41 @@ def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Pat
     where = cache.lookup(hashes) if cache is not None else np.full(len(paths), -1)
     if (where >= 0).all():
         return cache.vectors[where]
+    for i in np.flatnonzero(where >= 0):
+        vectors[i] = cache.vectors[where[i]]
     missing = [i for i in range(len(paths)) if where[i] < 0]
-    from .io import check_config_match
-    from .runtime import make_embedder, request_from_fingerprint
-
-    embedder = make_embedder(request_from_fingerprint(fingerprint, base_dir), device=device, runtime=runtime,
-                             num_workers=0, batch_size=min(16, len(missing)))
-    check_config_match(embedder.fingerprint, fingerprint, what="this machine's backbone",
-                       fix="install the weights the model was made with")
-    new, failures = embedder.embed_files([paths[i] for i in missing])
-    if failures:
-        raise ImageError(failures[0][1])
+    new, used = embed_files([paths[i] for i in missing], fingerprint, device=device, base_dir=base_dir,
+                            runtime=runtime)
     for k, i in enumerate(missing):
         vectors[i] = new[k]
-    for i in range(len(paths)):
-        if where[i] >= 0:
-            vectors[i] = cache.vectors[where[i]]
     if cache is not None:
         fresh = {}
         for k, i in enumerate(missing):
             fresh.setdefault(hashes[i], (str(paths[i]), new[k]))
-        cache.runtime = getattr(embedder, "runtime", None)
-        try:
+        cache.runtime = used
+        try:  # under the cache's lock; rows another process added meanwhile are not added twice
             cache.append([Row(p, h) for h, (p, _) in fresh.items()], np.stack([v for _, v in fresh.values()]))
-        except OSError:
-            pass
+        except (OSError, PainterIDError):
+            pass  # a full disk or a read-only cache costs the cache entry, never the answer
     return vectors
+
+
+def embed_files(paths: list[Path], fingerprint: dict, device=None, base_dir: Path | None = None,
+                runtime: str | None = None) -> tuple[np.ndarray, str | None]:
+    """Embed image files with the backbone a fingerprint names (no cache); a bad file raises.
+
+    Returns the vectors and the runtime that made them (recorded in the cache's chunk)."""
+    from .io import check_config_match
+    from .runtime import make_embedder, request_from_fingerprint
+
+    embedder = make_embedder(request_from_fingerprint(fingerprint, base_dir), device=device, runtime=runtime,
+                             num_workers=0, batch_size=min(16, len(paths)))
+    check_config_match(embedder.fingerprint, fingerprint, what="this machine's backbone",
+                       fix="install the weights the model was made with")
+    new, failures = embedder.embed_files(paths)
+    if failures:
+        raise ImageError(failures[0][1])
+    return new, getattr(embedder, "runtime", None)
 
 
 def expand_images(paths: list[Path], recursive: bool = False) -> list[Path]:

@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +29,7 @@ from safetensors.numpy import load_file, save_file
 
 from . import __version__
 from .errors import ArtefactError, DataError
-from .io import check_replaceable
+from .io import check_replaceable, read_stable, replacing
 
 FORMAT_VERSION = 1
 ARTEFACT = "painterid.artist-index"
@@ -413,20 +414,26 @@ class ArtistIndex:
             _fsync_path(tmp)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, OSError):
-                raise ArtefactError(f"cannot write index to {target}: {e}") from e
+            if isinstance(e, OSError) or (isinstance(e, Exception) and re.search(r"write error|I/O error", str(e))):
+                # faiss reports a full disk as a RuntimeError "... write error in FILE ... (reason)"
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip()
+                m = re.search(r"\(([^()]+)\)$", reason)
+                reason = m.group(1) if m and not isinstance(e, OSError) else reason.splitlines()[0]
+                what = "the previous index is kept" if target.exists() else "nothing was written"
+                raise ArtefactError(f"cannot write index to {target}: {reason}; {what}") from e
             raise
-        if target.exists():
-            os.replace(target, old)
-            try:
+        with replacing(target):  # a second `index build --out` here waits; readers see old or new (read_stable)
+            if target.exists():
+                os.replace(target, old)
+                try:
+                    os.replace(tmp, target)
+                except BaseException:
+                    os.replace(old, target)  # put the previous index back
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+            else:
                 os.replace(tmp, target)
-            except BaseException:
-                os.replace(old, target)  # put the previous index back
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
         _fsync_path(target.parent)
         return target
 
@@ -448,6 +455,11 @@ class ArtistIndex:
     def load(cls, path: str | os.PathLike, expected_embedding_config: dict | None = None,
              use_gpu: bool | None = None) -> "ArtistIndex":
         """Open an index directory; with `expected_embedding_config`, refuse one built with other settings."""
+        return read_stable(path, lambda: cls._load_once(path, expected_embedding_config, use_gpu))
+
+    @classmethod
+    def _load_once(cls, path: str | os.PathLike, expected_embedding_config: dict | None = None,
+                   use_gpu: bool | None = None) -> "ArtistIndex":
         root = Path(path)
         if not root.is_dir():
             raise ArtefactError(f"{root}: no artist index here (build one with `painterid index build`)")

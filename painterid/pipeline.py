@@ -19,8 +19,6 @@ from .locations import cache_dir  # noqa: F401 (re-exported: painterid.pipeline.
 from .store import FeatureStore
 
 
-
-
 def default_store_dir(data: Path, fingerprint: dict) -> Path:
     """A cache store path unique to this data folder and embedding."""
     key = "|".join([str(Path(data).resolve())] + [f"{k}={fingerprint.get(k)}" for k in sorted(fingerprint)
@@ -49,8 +47,9 @@ def embed_data(data: str | Path, embedder: Embedder, store_dir: str | Path | Non
     dataset = discover(data)
     store_dir = Path(store_dir) if store_dir else default_store_dir(Path(data), embedder.fingerprint)
     store = FeatureStore.create_or_open(store_dir, embedder.fingerprint)
-    failures = embed_dataset(store, dataset.files, embedder, artists=dataset.artists, names=dataset.names,
-                             sources=dataset.sources, progress=progress, commit_every=commit_every)
+    with store.writing():  # a second `embed` into this store waits, then embeds only what is still lacking
+        failures = embed_dataset(store, dataset.files, embedder, artists=dataset.artists, names=dataset.names,
+                                 sources=dataset.sources, progress=progress, commit_every=commit_every)
     return store, dataset, failures
 
 

@@ -120,14 +120,15 @@ def embed_images(files: dict[str, Path], embedding: dict, store_dir: str | Path,
     names = list(files)
     paths = [str(Path(files[n])) for n in names]
     failures: list[tuple[str, str]] = []
-    todo = [k for k, w in enumerate(store.select(paths)) if w < 0]
-    if todo:
-        embedder = Embedder(config_from_fingerprint(embedding, base_dir), device=device, batch_size=batch_size,
-                            num_workers=num_workers)
-        check_config_match(embedder.fingerprint, embedding, what="this machine's backbone",
-                           fix="install the same weights the model was made with")
-        failures = embed_dataset(store, [paths[k] for k in todo], embedder, names=[names[k] for k in todo],
-                                 progress=progress)
+    with store.writing():  # a second `submit` over these images waits, then finds them embedded
+        todo = [k for k, w in enumerate(store.select(paths)) if w < 0]
+        if todo:
+            embedder = Embedder(config_from_fingerprint(embedding, base_dir), device=device,
+                                batch_size=batch_size, num_workers=num_workers)
+            check_config_match(embedder.fingerprint, embedding, what="this machine's backbone",
+                               fix="install the same weights the model was made with")
+            failures = embed_dataset(store, [paths[k] for k in todo], embedder,
+                                     names=[names[k] for k in todo], progress=progress)
     where = store.select(paths)
     vectors = store.vectors
     return {n: vectors[w] for n, w in zip(names, where) if w >= 0}, failures

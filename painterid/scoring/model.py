@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ArtefactError
-from ..io import atomic_dir, check_replaceable, read_json, write_json
+from ..io import atomic_dir, check_replaceable, read_json, read_stable, write_json
 from .calibration import Calibrator
 from .indexed import indexed_dots, rows_per_block
 from .normalise import Chain, csls, legacy_chain, neighbourhood
@@ -327,7 +327,10 @@ class PairModel:
     @classmethod
     def load(cls, path: str | Path) -> "PairModel":
         """Load a model directory: JSON and safetensors only, never pickle."""
-        path = Path(path)
+        return read_stable(path, lambda: cls._load_once(Path(path)))
+
+    @classmethod
+    def _load_once(cls, path: Path) -> "PairModel":
         if not path.is_dir():
             raise ArtefactError(f"{path}: no such model directory")
         cfg = read_json(path / "config.json", "painterid model")
