@@ -28,11 +28,12 @@ from safetensors.numpy import load_file, save_file
 
 from . import __version__
 from .errors import ArtefactError, DataError
+from .identify import INDEX_KINDS
 from .io import check_replaceable
 
 FORMAT_VERSION = 1
 ARTEFACT = "painterid.artist-index"
-KINDS = ("auto", "flat", "hnsw", "ivf")
+KINDS = INDEX_KINDS.names()
 #: `kind="auto"` uses an exact flat index up to this many vectors, HNSW above.
 AUTO_APPROX_THRESHOLD = 200_000
 HNSW_M = 32
@@ -194,8 +195,7 @@ class ArtistIndex:
         2 * n_subcentres paintings up to that many k-means prototypes. `use_gpu`: None uses a GPU when
         faiss has one, False never does.
         """
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        INDEX_KINDS.get(kind)  # an unknown kind: one line naming the valid ones
         if int(n_subcentres) < 1:
             raise ValueError(f"n_subcentres must be >= 1, got {n_subcentres}")
         n_subcentres = int(n_subcentres)

@@ -8,11 +8,7 @@ import numpy as np
 
 from ..errors import DataError
 from .metrics import map_at_r, pair_report
-from .pairs import balanced_test_sets, natural_pairs
-
-SPLITS = ("seen", "unseen", "mixed", "all")
-PROTOCOLS = ("balanced", "natural")
-
+from ..pairs import PROTOCOLS, SPLITS, balanced_test_sets, natural_pairs
 
 def split_masks(pairs: np.ndarray, artists: list[str], train_artists: set[str]) -> dict[str, np.ndarray]:
     """The report's three test sets: seen (both artists trained on), unseen (neither), and mixed (every pair of
@@ -51,8 +47,8 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
 
     With `return_scores`, returns (metrics, {split: (pairs [P, 3], scores [P])}) — what `--report` draws.
     """
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    SPLITS.get(split)  # an unknown split: one line naming the valid ones
+    PROTOCOLS.get(protocol)
     artists = list(data.artists)
     names = ["seen", "unseen", "mixed"] if split == "all" else [split]
     if pairs is None:
@@ -63,13 +59,11 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
             # the report's protocol: each of seen / unseen / mixed is balanced on its own
             sets = balanced_test_sets(artists, model.train_artists, keep, seed=seed,
                                       max_pos=max_pairs // 2 if max_pairs else None)
-        elif protocol == "natural":
+        else:  # natural
             sub = [artists[i] for i in keep]
             n_all = len(sub) * (len(sub) - 1) // 2
             local = natural_pairs(sub, n_pairs=min(n_all, max_pairs) if max_pairs else None, seed=seed)
             pairs = np.column_stack([keep[local[:, 0]], keep[local[:, 1]], local[:, 2]])
-        else:
-            raise DataError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     if pairs is not None:
         labelled_pairs = pairs[pairs[:, 2] >= 0]
         if len(labelled_pairs) < len(pairs):

@@ -1,7 +1,19 @@
-"""Pair scorers, score normalisation, calibration and the PairModel artefact."""
+"""Pair scorers, score normalisation, calibration and the PairModel artefact.
 
-from .calibration import Calibrator
-from .heads import METHODS, build_head
-from .model import PairModel
+Imports are lazy (PEP 562): the CLI reads the method registry at start-up without importing torch.
+"""
 
-__all__ = ["Calibrator", "METHODS", "PairModel", "build_head"]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {"Calibrator": ".calibration", "IMAGE_METHODS": ".methods", "METHOD_REGISTRY": ".methods",
+          "METHODS": ".methods", "LOSS_REGISTRY": ".methods", "build_head": ".methods", "PairModel": ".model"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name], __name__), name)

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import ArtefactError
+from ..errors import ArtefactError, PainterIDError
 from ..io import atomic_dir, check_replaceable, read_json, write_json
 from .calibration import Calibrator
-from .heads import build_head
+from .methods import build_head
 from .indexed import indexed_dots, rows_per_block
 from .normalise import csls, neighbourhood
 
@@ -182,7 +182,7 @@ class PairModel:
         dim = int(cfg["embedding"]["dim"])
         try:
             head = build_head(cfg["method"], dim, cfg.get("head_params", {}))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, PainterIDError) as exc:
             raise ArtefactError(f"{path}: bad head in config.json ({exc})") from None
         cohort = None
         weights = path / "model.safetensors"
