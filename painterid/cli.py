@@ -225,10 +225,8 @@ def train(
                                         normaliser=normaliser.value, seed=seed),
             _embedding_config(backbone or entry.default_backbone, view, pool, weights, input_size), val=val_artists,
             test=test_artists, holdout=holdout, device=device, split_file=precomputed, log=_log_epoch)
-        v = model.info["validation"]
-        err.print(f"saved {out_dir}: {method.value} ({model.embedding['backbone']}, best epoch "
-                  f"{model.info['best_epoch']}), threshold {model.threshold:.4f}, validation AUC {v['auc']:.4f} on "
-                  f"{v['pairs']} pairs of {len(split['artists']['val'])} artists")
+        _print_saved(out_dir, f"{method.value} ({model.embedding['backbone']}, best epoch "
+                     f"{model.info['best_epoch']})", model, split)
         return
 
     prog, update = _progress("embedding")
@@ -243,9 +241,13 @@ def train(
         precomputed = split_indices(precomputed, lab.names, lab.artists)
     model, history, split = train_model(lab, out_dir, opts, val=val_artists, test=test_artists, holdout=holdout,
                                         log=_log_epoch, split=precomputed, tune=tune)
+    _print_saved(out_dir, f"{method.value}, normaliser {model.normaliser}", model, split)
+
+
+def _print_saved(out_dir: Path, what: str, model, split: dict) -> None:
     v = model.info["validation"]
-    err.print(f"saved {out_dir}: {method.value}, normaliser {model.normaliser}, threshold {model.threshold:.4f}, "
-              f"validation AUC {v['auc']:.4f} on {v['pairs']} pairs of {len(split['artists']['val'])} artists")
+    err.print(f"saved {out_dir}: {what}, threshold {model.threshold:.4f}, validation AUC {v['auc']:.4f} on "
+              f"{v['pairs']} pairs of {len(split['artists']['val'])} artists")
 
 
 @app.command()

@@ -51,13 +51,9 @@ def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Pat
     if (where >= 0).all():
         return cache.vectors[where]
     missing = [i for i in range(len(paths)) if where[i] < 0]
-    from .embedding import Embedder, config_from_fingerprint
-    from .io import check_config_match
+    from .embedding import embedder_for
 
-    embedder = Embedder(config_from_fingerprint(fingerprint, base_dir), device=device, num_workers=0,
-                        batch_size=min(16, len(missing)))
-    check_config_match(embedder.fingerprint, fingerprint, what="this machine's backbone",
-                       fix="install the weights the model was made with")
+    embedder = embedder_for(fingerprint, base_dir, device=device, num_workers=0, batch_size=min(16, len(missing)))
     new, failures = embedder.embed_files([paths[i] for i in missing])
     if failures:
         raise ImageError(failures[0][1])
@@ -109,14 +105,13 @@ def read_pair_list(path: Path) -> list[tuple[Path, Path]]:
     import csv
 
     from .errors import DataError
+    from .io import check_columns
 
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in ("image1", "image2") if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(missing)} (need image1,image2)")
+            reader.fieldnames = check_columns(path, reader.fieldnames, ("image1", "image2"), expected="image1,image2")
             pairs = [(path.parent / r["image1"].strip(), path.parent / r["image2"].strip()) for r in reader
                      if r.get("image1") and r.get("image2")]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

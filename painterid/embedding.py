@@ -182,22 +182,27 @@ def config_from_fingerprint(fp: dict, base_dir: str | os.PathLike | None = None)
                            n_patches=fp.get("n_patches") or 8, weights=weights, input_size=square)
 
 
-def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder, artists: Sequence[str] | None = None,
-                  names: Sequence[str] | None = None, sources: Sequence[str] | None = None,
-                  commit_every: int = 256, progress: Callable[[int, int], None] | None = None):
-    """Embed the files the store lacks, committing every `commit_every`; returns the failures.
+def embedder_for(artefact, base_dir: str | os.PathLike | None = None, device=None, batch_size: int = 16,
+                 num_workers: int | None = None) -> Embedder:
+    """The Embedder that reproduces an artefact's embedding: a PairModel (its fingerprint, its directory for a
+    trained backbone file) or a fingerprint dict (a store's, an index's; `base_dir` its directory).  Refuses a
+    backbone on this machine that would give other vectors than the artefact was made with."""
+    fingerprint = getattr(artefact, "embedding", artefact)
+    if base_dir is None:
+        base_dir = getattr(artefact, "root", None)
+    from .io import check_config_match
 
-    A file whose content is already in the store (same sha256) is not recomputed: its vector is reused.
-    """
-    from .store import Row, file_sha256
+    embedder = Embedder(config_from_fingerprint(fingerprint, base_dir), device=device, batch_size=batch_size,
+                        num_workers=num_workers)
+    check_config_match(embedder.fingerprint, fingerprint, what="this machine's backbone",
+                       fix="install the weights the model was made with")
+    return embedder
 
-    files = [str(Path(f)) for f in files]
-    n = len(files)
-    artists = list(artists) if artists is not None else [""] * n
-    names = list(names) if names is not None else [Path(f).name for f in files]
-    sources = list(sources) if sources is not None else [""] * n
 
-    have_paths = {r.path for r in store.rows}
+def _hash_new_files(files: list[str], have_paths: set[str]) -> tuple[list[int], dict[int, str], list]:
+    """(indices of files not yet in the store, their sha256, (file, message) of those that cannot be read)."""
+    from .store import file_sha256
+
     failures: list[tuple[str, str]] = []
     todo, hashes = [], {}
     for i, f in enumerate(files):
@@ -209,7 +214,25 @@ def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder,
             failures.append((f, f"{f}: cannot read ({exc.strerror or exc})"))
             continue
         todo.append(i)
+    return todo, hashes, failures
 
+
+def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder, artists: Sequence[str] | None = None,
+                  names: Sequence[str] | None = None, sources: Sequence[str] | None = None,
+                  commit_every: int = 256, progress: Callable[[int, int], None] | None = None):
+    """Embed the files the store lacks, committing every `commit_every`; returns the failures.
+
+    A file whose content is already in the store (same sha256) is not recomputed: its vector is reused.
+    """
+    from .store import Row
+
+    files = [str(Path(f)) for f in files]
+    n = len(files)
+    artists = list(artists) if artists is not None else [""] * n
+    names = list(names) if names is not None else [Path(f).name for f in files]
+    sources = list(sources) if sources is not None else [""] * n
+
+    todo, hashes, failures = _hash_new_files(files, {r.path for r in store.rows})
     done = n - len(todo) - len(failures)
     if progress:
         progress(done, n)

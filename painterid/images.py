@@ -95,6 +95,41 @@ def _fail(path: str, what: str) -> ImageError:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_file(p: str) -> None:
+    """Cheap checks before decoding, with precise messages."""
+    if not os.path.lexists(p):
+        raise _fail(p, "no such file")
+    if os.path.isdir(p):
+        raise _fail(p, "is a directory, not an image file")
+    if not os.path.exists(p):
+        raise _fail(p, "broken symbolic link")
+    try:
+        if os.path.getsize(p) == 0:
+            raise _fail(p, "empty file (0 bytes)")
+    except OSError as e:
+        raise _fail(p, f"cannot read file ({e.strerror or type(e).__name__})") from None
+
+
+def _decode(p: str, max_side: int | None) -> Image.Image:
+    """Open and fully decode the first frame, EXIF orientation applied, as RGB (a copy detached from the file)."""
+    with Image.open(p, formats=_formats()) as im:
+        # Image.open leaves animated files (GIF, WebP, APNG, multi-page TIFF) on frame 0.
+        if max_side is not None and im.format in ("JPEG", "MPO"):
+            im.draft("RGB", (int(max_side), int(max_side)))
+        im.load()  # force the full decode here, inside the try
+        img: Image.Image = im
+        try:
+            transposed = ImageOps.exif_transpose(img)
+        except Exception:  # a malformed EXIF block must not make a good image unreadable
+            transposed = None
+        if transposed is not None:
+            img = transposed
+        rgb = _to_rgb(img)
+        if rgb is im:  # detach from the file that the with-block closes
+            rgb = im.copy()
+    return rgb
+
+
 def load_image(path: str | os.PathLike[str], max_side: int | None = 4096) -> Image.Image:
     """Decode ``path`` fully into an RGB image.
 
@@ -116,40 +151,14 @@ def load_image(path: str | os.PathLike[str], max_side: int | None = 4096) -> Ima
         raise ValueError(f"max_side must be a positive integer or None, got {max_side!r}")
     p = os.fsdecode(os.fspath(path))
 
-    # Cheap checks first, with precise messages.
-    if not os.path.lexists(p):
-        raise _fail(p, "no such file")
-    if os.path.isdir(p):
-        raise _fail(p, "is a directory, not an image file")
-    if not os.path.exists(p):
-        raise _fail(p, "broken symbolic link")
-    try:
-        if os.path.getsize(p) == 0:
-            raise _fail(p, "empty file (0 bytes)")
-    except OSError as e:
-        raise _fail(p, f"cannot read file ({e.strerror or type(e).__name__})") from None
-
+    _check_file(p)
     try:
         with warnings.catch_warnings():
             # Pillow's metadata chatter (corrupt EXIF, odd TIFF tags) is not the user's problem here;
             # the decompression-bomb warning (a RuntimeWarning) becomes an error.
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p, formats=_formats()) as im:
-                # Image.open leaves animated files (GIF, WebP, APNG, multi-page TIFF) on frame 0.
-                if max_side is not None and im.format in ("JPEG", "MPO"):
-                    im.draft("RGB", (int(max_side), int(max_side)))
-                im.load()  # force the full decode here, inside the try
-                img: Image.Image = im
-                try:
-                    transposed = ImageOps.exif_transpose(img)
-                except Exception:  # a malformed EXIF block must not make a good image unreadable
-                    transposed = None
-                if transposed is not None:
-                    img = transposed
-                rgb = _to_rgb(img)
-                if rgb is im:  # detach from the file that the with-block closes
-                    rgb = im.copy()
+            rgb = _decode(p, max_side)
             if max_side is not None:
                 rgb = _cap_longest_side(rgb, int(max_side))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

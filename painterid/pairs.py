@@ -14,7 +14,6 @@ same-artist pair, 0 for a different-artist pair and -1 when unknown (an unlabell
 from __future__ import annotations
 
 import csv
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -23,6 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from painterid.errors import DataError
+from painterid.io import check_columns
 from painterid.registry import Registry
 
 __all__ = [
@@ -129,28 +129,55 @@ def balanced_pairs(artists: Sequence[str], seed: int = 0, max_pos: int | None = 
     if uniq.size < 2:
         raise DataError("balanced pairs need at least two artists (no different-artist pair exists)")
 
-    # ---- positives
     if max_pos is not None and max_pos < 0:
         raise ValueError(f"max_pos must be >= 0, got {max_pos}")
+    g = _Groups(codes, order, counts, starts, n_pairs_per)
+    pos_i, pos_j = _positives(g, total, max_pos, rng)
+    if pos_i.size == 0:
+        return _EMPTY.copy()
+    anchor, partner, keep = _negatives(g, pos_i, pos_j, rng)
+    neg_i = np.minimum(anchor, partner)[keep]
+    neg_j = np.maximum(anchor, partner)[keep]
+
+    pos = np.stack([pos_i, pos_j, np.ones_like(pos_i)], axis=1)
+    neg = np.stack([neg_i, neg_j, np.zeros_like(neg_i)], axis=1)
+    return np.concatenate([pos, neg]).astype(np.int64)
+
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Paintings grouped by artist: codes, the grouping order, count and start of each artist, pairs per artist."""
+
+    codes: np.ndarray
+    order: np.ndarray
+    counts: np.ndarray
+    starts: np.ndarray
+    n_pairs_per: np.ndarray
+
+
+def _positives(g: _Groups, total: int, max_pos: int | None, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Every same-artist pair (or a seeded sample of `max_pos`), as (i, j) with i < j ordered by (i, j)."""
     if max_pos is None or max_pos >= total:
         lin = np.arange(total, dtype=np.int64)
     else:
         lin = np.sort(rng.choice(total, size=int(max_pos), replace=False)).astype(np.int64)
-    cum = np.cumsum(n_pairs_per)
+    cum = np.cumsum(g.n_pairs_per)
     grp = np.searchsorted(cum, lin, side="right")
-    within = lin - (cum[grp] - n_pairs_per[grp])
-    a, b = _triu_from_linear(within, counts[grp])
-    pi = order[starts[grp] + a]
-    pj = order[starts[grp] + b]
+    within = lin - (cum[grp] - g.n_pairs_per[grp])
+    a, b = _triu_from_linear(within, g.counts[grp])
+    pi = g.order[g.starts[grp] + a]
+    pj = g.order[g.starts[grp] + b]
     pos_i, pos_j = np.minimum(pi, pj), np.maximum(pi, pj)
-    # order positives by (i, j)
     srt = np.lexsort((pos_j, pos_i))
-    pos_i, pos_j = pos_i[srt], pos_j[srt]
-    n_pos = pos_i.size
-    if n_pos == 0:
-        return _EMPTY.copy()
+    return pos_i[srt], pos_j[srt]
 
-    # ---- negatives
+
+def _negatives(g: _Groups, pos_i: np.ndarray, pos_j: np.ndarray, rng):
+    """For each positive, one of its paintings (the anchor) and a random painting of another artist; no pair twice.
+    Returns (anchor, partner, keep)."""
+    codes, order, counts, starts = g.codes, g.order, g.counts, g.starts
+    n, n_pos = codes.size, pos_i.size
     anchor = np.where(rng.integers(0, 2, size=n_pos) == 0, pos_i, pos_j)
     a_code = codes[anchor]
     n_other = n - counts[a_code]  # > 0 since there are >= 2 artists
@@ -188,12 +215,7 @@ def balanced_pairs(artists: Sequence[str], seed: int = 0, max_pos: int | None = 
             f"for {n_pos} same-artist pairs; {int((~keep).sum())} negatives dropped",
             stacklevel=2,
         )
-    neg_i = np.minimum(anchor, partner)[keep]
-    neg_j = np.maximum(anchor, partner)[keep]
-
-    pos = np.stack([pos_i, pos_j, np.ones_like(pos_i)], axis=1)
-    neg = np.stack([neg_i, neg_j, np.zeros_like(neg_i)], axis=1)
-    return np.concatenate([pos, neg]).astype(np.int64)
+    return anchor, partner, keep
 
 
 # --------------------------------------------------------------------------- natural pairs
@@ -234,6 +256,18 @@ _TRUE = {"1", "1.0", "true", "yes", "same", "y", "t"}
 _FALSE = {"0", "0.0", "false", "no", "different", "n", "f"}
 
 
+def _same_label(p: Path, r: int, value: str | None) -> int:
+    """1 / 0 from a `same` cell (1/0, true/false, yes/no), -1 when empty."""
+    cell = (value or "").strip().lower()
+    if cell in _TRUE:
+        return 1
+    if cell in _FALSE:
+        return 0
+    if cell not in ("", "-1", "nan", "none"):
+        raise DataError(f"{p}: line {r + 2}: 'same' must be 1/0 or true/false, got {value!r}")
+    return -1
+
+
 def read_pairs_csv(path, name_to_index: Mapping[str, int]) -> np.ndarray:
     """Read pairs from a CSV with a header ``image1,image2[,same]`` (other columns are ignored).
 
@@ -256,12 +290,7 @@ def read_pairs_csv(path, name_to_index: Mapping[str, int]) -> np.ndarray:
             fields = [f.strip() for f in (reader.fieldnames or [])]
             if not fields:
                 raise DataError(f"{p}: empty pairs file (needs a header row 'image1,image2[,same]')")
-            reader.fieldnames = fields
-            missing = [c for c in ("image1", "image2") if c not in fields]
-            if missing:
-                raise DataError(
-                    f"{p}: missing column(s) {', '.join(missing)}; a pairs CSV needs the header "
-                    f"'image1,image2' and optionally 'same' (found: {', '.join(fields)})")
+            reader.fieldnames = check_columns(p, fields, ("image1", "image2"), expected="image1,image2[,same]")
             has_same = "same" in fields
             rows = list(reader)
     except UnicodeDecodeError as exc:
@@ -285,15 +314,7 @@ def read_pairs_csv(path, name_to_index: Mapping[str, int]) -> np.ndarray:
         for name, idx in ((row.get("image1"), i), (row.get("image2"), j)):
             if idx is None:
                 unknown.append((name or "").strip())
-        same = -1
-        if has_same:
-            cell = (row.get("same") or "").strip().lower()
-            if cell in _TRUE:
-                same = 1
-            elif cell in _FALSE:
-                same = 0
-            elif cell not in ("", "-1", "nan", "none"):
-                raise DataError(f"{p}: line {r + 2}: 'same' must be 1/0 or true/false, got {row.get('same')!r}")
+        same = _same_label(p, r, row.get("same")) if has_same else -1
         out[r] = (-1 if i is None else i, -1 if j is None else j, same)
     if unknown:
         uniq = list(dict.fromkeys(unknown))
@@ -301,6 +322,11 @@ def read_pairs_csv(path, name_to_index: Mapping[str, int]) -> np.ndarray:
             f"{p}: {len(uniq)} file name(s) ({len(unknown)} occurrence(s)) are not in the data set, "
             f"e.g. {', '.join(repr(u) for u in uniq[:5])}")
 
+    return _deduplicated(p, out)
+
+
+def _deduplicated(p: Path, out: np.ndarray) -> np.ndarray:
+    """Drop self-pairs and exact duplicates (either order) with a warning; refuse contradicting labels."""
     selfpairs = out[:, 0] == out[:, 1]
     if selfpairs.any():
         warnings.warn(f"{p}: dropped {int(selfpairs.sum())} pair(s) of a painting with itself", stacklevel=2)

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ArtefactError, DataError
-from .io import read_json, write_json
+from .io import check_kind, read_json, write_json
 from .pairs import artist_codes
 
 KIND = "painterid.split"
@@ -40,9 +40,8 @@ def split_artists(
 ) -> dict[str, list[str]]:
     """Artist-disjoint ``{"train", "val", "test"}`` split of the distinct artist names (sorted lists).
 
-    Artists with fewer than ``min_per_artist`` paintings are left out of every split.  The number
-    of artists per split follows ``fractions`` (each split with a positive fraction gets at least
-    one artist).  To give every split same-artist pairs, artists are ordered by painting count
+    Artists with fewer than ``min_per_artist`` paintings are left out of every split.  The number of artists
+    per split follows ``fractions`` (each split with a positive fraction gets at least one artist).  To give every split same-artist pairs, artists are ordered by painting count
     (most first; the order within windows of similar rank is shuffled with ``seed``) and dealt out
     so that each split's share of the prolific artists stays proportional to its fraction.
     Deterministic for a ``seed``.  Raises :class:`DataError` with fewer than three artists.
@@ -198,12 +197,7 @@ def split_data(data: str | Path, out: str | Path, val: float = 0.2, test: float 
 def read_split(path: str | Path) -> dict:
     """Read and check a split file."""
     split = read_json(path, "painterid split file")
-    if split.get("kind") != KIND:
-        raise ArtefactError(f"{path}: not a painterid split file (kind {split.get('kind')!r}); "
-                            "make one with `painterid split`")
-    if split.get("format_version", 0) > FORMAT_VERSION:
-        raise ArtefactError(f"{path}: split format {split['format_version']} is newer than this painterid "
-                            f"reads ({FORMAT_VERSION}); upgrade painterid")
+    check_kind(split, path, KIND, FORMAT_VERSION, "a painterid split file (make one with `painterid split`)")
     groups = split.get("artists", {})
     if any(k not in groups for k in ("train", "val", "test")) or any(k not in split.get("files", {}) for k in PARTS):
         raise ArtefactError(f"{path}: a split file needs artists train/val/test and files {'/'.join(PARTS)}")

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ArtefactError
-from .io import atomic_write_text, check_config_match
+from .io import atomic_file, atomic_write_text, check_config_match, check_kind
 
 FORMAT_VERSION = 1
 KIND = "painterid.feature-store"
@@ -94,13 +94,7 @@ class FeatureStore:
             config = json.loads(cfg_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ArtefactError(f"{cfg_path}: unreadable ({exc})") from None
-        if config.get("kind") != KIND:
-            raise ArtefactError(f"{root}: not a feature store (kind {config.get('kind')!r})")
-        if config.get("format_version", 0) > FORMAT_VERSION:
-            raise ArtefactError(
-                f"{root}: store format {config['format_version']} is newer than this painterid "
-                f"understands ({FORMAT_VERSION}); upgrade painterid"
-            )
+        check_kind(config, root, KIND, FORMAT_VERSION, "a feature store")
         store = cls(root, config)
         store._load_shards()
         return store
@@ -187,15 +181,12 @@ class FeatureStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         tag = "" if self.rank is None else f"r{self.rank}-"
         stem = self.root / f"shard-{tag}{self._next_shard:05d}"
-        tmp_csv = stem.with_suffix(f".csv.tmp-{os.getpid()}")
-        with open(tmp_csv, "w", newline="", encoding="utf-8") as fh:
+        with atomic_file(stem.with_suffix(".csv"), "w", tmp=stem.with_suffix(f".csv.tmp-{os.getpid()}"),
+                         newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
             for r in rows:
                 writer.writerow(r.__dict__)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_csv, stem.with_suffix(".csv"))
         tmp_vec = stem.with_suffix(f".safetensors.tmp-{os.getpid()}")
         save_file({"vectors": vectors}, str(tmp_vec))
         os.replace(tmp_vec, stem.with_suffix(".safetensors"))

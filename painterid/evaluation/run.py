@@ -40,17 +40,9 @@ def retrieval_map_at_r(model, vectors: np.ndarray, artists: list[str], indices: 
     return None if np.isnan(value) else float(value)
 
 
-def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", pairs: np.ndarray | None = None,
-                   seed: int = 0, n_boot: int = 200, max_pairs: int | None = 2_000_000,
-                   return_scores: bool = False):
-    """Metrics of `model` on the test paintings of `data` (a pipeline.Labelled), per split and within source.
-
-    With `return_scores`, returns (metrics, {split: (pairs [P, 3], scores [P])}) — what `--report` draws.
-    """
-    SPLITS.get(split)  # an unknown split: one line naming the valid ones
-    PROTOCOLS.get(protocol)
-    artists = list(data.artists)
-    names = ["seen", "unseen", "mixed"] if split == "all" else [split]
+def _test_sets(model, data, artists: list[str], names: list[str], protocol: str, pairs: np.ndarray | None,
+               seed: int, max_pairs: int | None) -> dict[str, np.ndarray]:
+    """The test pairs of each split (from the protocol, or the given `pairs` sorted into splits), checked."""
     if pairs is None:
         keep = test_indices(model, data.hashes, artists)
         if len(keep) < 2:
@@ -82,6 +74,22 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
             kind = "same-artist" if sets[n][0, 2] == 1 else "different-artist"
             warnings.warn(f"{n}: all {len(sets[n])} test pairs are {kind} pairs; its AUC and EER are undefined",
                           stacklevel=2)
+
+    return sets
+
+
+def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", pairs: np.ndarray | None = None,
+                   seed: int = 0, n_boot: int = 200, max_pairs: int | None = 2_000_000,
+                   return_scores: bool = False):
+    """Metrics of `model` on the test paintings of `data` (a pipeline.Labelled), per split and within source.
+
+    With `return_scores`, returns (metrics, {split: (pairs [P, 3], scores [P])}) — what `--report` draws.
+    """
+    SPLITS.get(split)  # an unknown split: one line naming the valid ones
+    PROTOCOLS.get(protocol)
+    artists = list(data.artists)
+    names = ["seen", "unseen", "mixed"] if split == "all" else [split]
+    sets = _test_sets(model, data, artists, names, protocol, pairs, seed, max_pairs)
 
     out: dict = {"protocol": protocol, "threshold": model.threshold, "groups": {}, "within_source": {}}
     src = np.asarray(data.sources, dtype=object) if data.sources else None

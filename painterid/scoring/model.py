@@ -22,7 +22,7 @@ import torch
 
 from .. import __version__
 from ..errors import ArtefactError, PainterIDError
-from ..io import atomic_dir, check_replaceable, read_json, write_json
+from ..io import atomic_dir, check_kind, check_replaceable, read_json, write_json
 from .calibration import Calibrator
 from .methods import build_head
 from .indexed import indexed_dots, rows_per_block
@@ -174,11 +174,7 @@ class PairModel:
         if not path.is_dir():
             raise ArtefactError(f"{path}: no such model directory")
         cfg = read_json(path / "config.json", "painterid model")
-        if cfg.get("kind") != KIND:
-            raise ArtefactError(f"{path}: not a painterid model (kind {cfg.get('kind')!r})")
-        if cfg.get("format_version", 0) > FORMAT_VERSION:
-            raise ArtefactError(f"{path}: model format {cfg['format_version']} is newer than this painterid "
-                                f"reads ({FORMAT_VERSION}); upgrade painterid")
+        check_kind(cfg, path, KIND, FORMAT_VERSION, "a painterid model")
         dim = int(cfg["embedding"]["dim"])
         try:
             head = build_head(cfg["method"], dim, cfg.get("head_params", {}))

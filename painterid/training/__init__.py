@@ -10,7 +10,8 @@ from ..scoring.methods import IMAGE_METHODS
 from ..splits import training_split
 from .curves import curves_png
 from .finetune import train_from_images
-from .fit import LOSS_REGISTRY, METRIC_LOSSES, TrainOptions, fit
+from ..scoring.methods import LOSS_REGISTRY, METRIC_LOSSES
+from .fit import TrainOptions, fit
 from .trainer import Trainer
 
 # learning rate × hidden width tried by `train --tune`

@@ -17,7 +17,7 @@ from ..errors import DataError, PainterIDError
 from ..evaluation.metrics import best_threshold, roc_auc
 from ..pairs import balanced_pairs
 from ..scoring.calibration import Calibrator
-from ..scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY, METRIC_LOSSES  # noqa: F401 (METRIC_LOSSES re-exported)
+from ..scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
 from ..scoring.model import PairModel
 from .trainer import Trainer, optimiser_step, seed_everything
 
