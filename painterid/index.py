@@ -313,11 +313,6 @@ class ArtistIndex:
         return (f"ArtistIndex(kind={self.kind!r}, n={self.n}, dim={self.dim}, "
                 f"artists={len(self.prototype_artists)}, prototypes={self.prototypes.shape[0]})")
 
-    @property
-    def artist_names(self) -> list[str]:
-        """The distinct artists in the index, sorted."""
-        return list(self.prototype_artists)
-
     def search_paintings(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k paintings per query: (scores [Q, k] float32, rows [Q, k] int64), best first.
 

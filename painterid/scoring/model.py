@@ -54,7 +54,6 @@ class PairModel:
         self.train_hashes = list(train_hashes)
         self.info = info or {}
         self.root: Path | None = None  # the directory it was loaded from (relative weights files live there)
-        self._r_cohort_space = None
 
     # -- scoring ---------------------------------------------------------------------------------
     @property
@@ -131,9 +130,6 @@ class PairModel:
 
     def probability(self, scores: np.ndarray) -> np.ndarray:
         return self.calibrator(scores)
-
-    def same(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(scores) >= self.threshold
 
     # -- artefact --------------------------------------------------------------------------------
     def config(self) -> dict:
