@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,48 @@ class EmbeddingConfig:
     n_patches: int = 8
     weights: str | None = None  # a user-supplied weights file; None = the registry's source
     input_size: int | None = None  # square input side in pixels; None = the backbone's own (CNNs run at any size)
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingFingerprint(Mapping):
+    """What made a vector, as artefacts record it (a store's, a model's, an index's ``embedding``).
+
+    Frozen and typed; it reads like the JSON dict it is saved as (same keys, ``fp["backbone"]``, ``dict(fp)``),
+    so stores and models written before it still load and match.  ``as_dict()`` is its JSON form."""
+
+    backbone: str
+    weights_id: str | None
+    weights_file: str | None
+    view: str
+    pool: str
+    n_patches: int | None
+    input_size: list
+    mean: list
+    std: list
+    interpolation: str | None
+    crop_pct: float | None
+    dim: int
+    painterid_version: str = __version__
+
+    def as_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), (list, tuple)) else v)
+                for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "EmbeddingFingerprint":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def __getitem__(self, key: str):
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -96,21 +138,20 @@ class Embedder:
         self.combine = VIEW_COMBINE[config.view]
         n_views = self.transform.n_views
         dim = self.extractor.dim * (n_views if self.combine == "concat" else 1)
-        self.fingerprint = {
-            "backbone": config.backbone,
-            "weights_id": weights_id(config.backbone, config.weights),
-            "weights_file": str(config.weights) if config.weights else None,
-            "view": config.view,
-            "pool": config.pool,
-            "n_patches": config.n_patches if config.view == "patches" else None,
-            "input_size": list(data_config["input_size"]),
-            "mean": list(data_config["mean"]),
-            "std": list(data_config["std"]),
-            "interpolation": data_config.get("interpolation"),
-            "crop_pct": data_config.get("crop_pct"),
-            "dim": int(dim),
-            "painterid_version": __version__,
-        }
+        self.fingerprint = EmbeddingFingerprint(
+            backbone=config.backbone,
+            weights_id=weights_id(config.backbone, config.weights),
+            weights_file=str(config.weights) if config.weights else None,
+            view=config.view,
+            pool=config.pool,
+            n_patches=config.n_patches if config.view == "patches" else None,
+            input_size=list(data_config["input_size"]),
+            mean=list(data_config["mean"]),
+            std=list(data_config["std"]),
+            interpolation=data_config.get("interpolation"),
+            crop_pct=data_config.get("crop_pct"),
+            dim=int(dim),
+        )
 
     @property
     def dim(self) -> int:

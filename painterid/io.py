@@ -60,8 +60,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         fh.write(text)
 
 
+def _json_default(obj):
+    if hasattr(obj, "as_dict"):  # typed records (EmbeddingFingerprint) are saved as their JSON dict
+        return obj.as_dict()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def write_json(path: str | os.PathLike, obj: dict) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=_json_default)
+                      + "\n")
 
 
 def read_json(path: str | os.PathLike, what: str) -> dict:

@@ -79,7 +79,7 @@ class FeatureStore:
             raise ArtefactError(f"{root}: exists, is not empty and is not a feature store")
         root.mkdir(parents=True, exist_ok=True)
         config = {"kind": KIND, "format_version": FORMAT_VERSION, "painterid_version": __version__,
-                  "embedding": embedding}
+                  "embedding": dict(embedding)}
         atomic_write_text(root / "config.json", json.dumps(config, indent=2, sort_keys=True))
         return cls(root, config)
 

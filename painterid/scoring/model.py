@@ -42,7 +42,7 @@ class PairModel:
                  artists: dict[str, list[str]] | None = None, train_hashes: Sequence[str] = (),
                  info: dict | None = None):
         self.method = method
-        self.embedding = embedding
+        self.embedding = dict(embedding)  # the JSON form (an EmbeddingFingerprint or a loaded config)
         self.head = head.eval()
         self.head_params = head_params or {}
         self.normaliser = normaliser
