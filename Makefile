@@ -28,8 +28,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# Every bench at its documented settings (real-painting ones when ../shared/paintings exists); output in bench-out/.
+# `make bench BENCH_ARGS=--quick` runs each at a small size; `BENCH_ARGS=--list` prints the commands.
 bench: setup
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo-out
+	rm -rf $(VENV) demo-out bench-out

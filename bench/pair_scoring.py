@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=22_000_000)
     ap.add_argument("--siamese-pairs", type=int, default=1_000_000)
     ap.add_argument("--old-sample", type=int, default=200_000, help="pairs for the old einsum path")
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "default")
+    ap.add_argument("--model", type=Path, default=ROOT / "painterid" / "default_model")
     args = ap.parse_args()
 
     import torch

@@ -1,4 +1,4 @@
-"""Build the shipped default model, models/default, from ../shared/paintings.
+"""Build the shipped default model, painterid/default_model (package data), from ../shared/paintings.
 
     .venv/bin/python models/build_default.py [--data ../shared/paintings]
 
@@ -29,7 +29,7 @@ from painterid.training import TrainOptions, train_model  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "paintings")
-    ap.add_argument("--out", type=Path, default=ROOT / "models" / "default")
+    ap.add_argument("--out", type=Path, default=ROOT / "painterid" / "default_model")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if not (args.data / "train_info.csv").is_file():

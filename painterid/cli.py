@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .defaults import DEFAULT_POOL, DEFAULT_VIEW
+from .defaults import DEFAULT_POOL, DEFAULT_VIEW, default_model_dir
 from .errors import PainterIDError
 from .identify import INDEX_KINDS
 from .images import VIEW_REGISTRY
@@ -36,7 +36,7 @@ app = typer.Typer(
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 180)
 err = Console(stderr=True, soft_wrap=True)
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
+DEFAULT_MODEL = default_model_dir()  # package data: travels inside the wheel
 
 
 # Every option with a fixed set of values is an Enum generated from its registry: click checks the value and
@@ -119,10 +119,36 @@ def _embedding_config(backbone: Optional[str], view: Enum, pool: Enum, weights: 
                            weights=str(weights) if weights else None, input_size=input_size)
 
 
+@app.callback()
+def _global_options(
+    offline: bool = typer.Option(False, "--offline", help="never download (as HF_HUB_OFFLINE=1): hub weights come "
+                                 "from the cache or a one-line error says how to fetch them"),
+) -> None:
+    """Were these two paintings made by the same artist? Exit status: 0 ok / same artist, 1 different artists
+    (compare), 2 error."""
+    if offline:
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
 @app.command()
-def backbones() -> None:
-    """List the registered backbones and whether their weights are on this machine."""
-    from .backbones import describe, list_backbones, weights_status
+def backbones(
+    pull: Optional[list[str]] = typer.Option(None, "--pull", metavar="NAME", help="fetch the pretrained weights of "
+                                             "backbone NAME into the standard cache now (repeatable) and print the "
+                                             "file and its SHA-256"),
+) -> None:
+    """List the registered backbones and whether their weights are on this machine (or --pull NAME: fetch them)."""
+    from .backbones import describe, fetch_weights, file_sha256, get_spec, list_backbones, weights_status
+
+    if pull:
+        for name in pull:
+            spec = get_spec(name)
+            src = fetch_weights(spec.name)
+            assert src.path is not None
+            out.print(f"{spec.name}: {src.path}  sha256 {file_sha256(src.path)}  ({src.id})", markup=False,
+                      highlight=False)
+        return
 
     table = Table(title="painterid backbones")
     for col in ("name", "timm model", "gap dim", "input", "licence", "weights on this machine"):
@@ -304,9 +330,13 @@ def evaluate(
         out.print(table)
 
 
-@app.command()
+@app.command(epilog="Screening: compare one reference with every image of a folder, and list the matches:\n\n"
+             "    painterid compare ref.jpg suspects/ --format csv > scores.csv\n\n"
+             "    for f in suspects/*.jpg; do painterid compare ref.jpg \"$f\" >/dev/null && echo \"$f\"; done")
 def compare(
-    images: Optional[list[Path]] = typer.Argument(None, help="REFERENCE then one or more images to compare with it"),
+    images: Optional[list[Path]] = typer.Argument(None, help="REFERENCE then one or more images or folders of "
+                                                  "images to compare with it"),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="folders: their subfolders' images too"),
     pairs: Optional[Path] = typer.Option(None, help="CSV of pairs to compare (columns image1,image2) instead"),
     model: Path = typer.Option(DEFAULT_MODEL, help="model directory (default: the shipped model)"),
     threshold: Optional[float] = typer.Option(None, help="decision threshold on the score (default: the model's)"),
@@ -316,9 +346,10 @@ def compare(
 ) -> None:
     """Probability that one artist painted REFERENCE and each other image (or each --pairs row), and the verdict.
 
+    A folder among the images stands for its images, sorted (subfolders with --recursive).
     Exit status: 0 = same artist (for every pair), 1 = different artists (for at least one), 2 = error.
     """
-    from .compare import compare_pairs, read_pair_list
+    from .compare import compare_pairs, expand_images, read_pair_list
 
     if pairs is not None:
         if images:
@@ -328,7 +359,9 @@ def compare(
         raise PainterIDError("compare needs a reference image and at least one image to compare with it "
                              "(or --pairs CSV)")
     else:
-        todo = [(images[0], other) for other in images[1:]]
+        if images[0].is_dir():
+            raise PainterIDError(f"{images[0]}: the reference must be one image, not a folder (folders go after it)")
+        todo = [(images[0], other) for other in expand_images(images[1:], recursive=recursive)]
     results = compare_pairs(todo, model_dir=model, threshold=threshold, device=device)
     fmt = OutFormat("json") if as_json else fmt
     if fmt.value == "json":

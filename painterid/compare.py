@@ -73,6 +73,25 @@ def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Pat
     return vectors
 
 
+def expand_images(paths: list[Path], recursive: bool = False) -> list[Path]:
+    """Each folder among ``paths`` replaced by its image files, sorted (its subfolders too when ``recursive``);
+    files are kept as given (a bad one fails later, with its name).  A folder without images is an error."""
+    from .datasets import is_image
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            out.append(p)
+            continue
+        found = sorted(f for f in (p.rglob("*") if recursive else p.iterdir())
+                       if is_image(f) and f.is_file() and not any(part.startswith(".") for part in
+                                                                    f.relative_to(p).parts))
+        if not found:
+            raise ImageError(f"{p}: folder holds no images{'' if recursive else ' (subfolders: --recursive)'}")
+        out.extend(found)
+    return out
+
+
 def compare_files(reference: Path, others: list[Path], model_dir: Path, threshold: float | None = None,
                   device=None) -> list[dict]:
     """Score the reference against each other image with a PairModel; one dict per pair."""

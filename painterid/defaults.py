@@ -6,3 +6,11 @@
 DEFAULT_BACKBONE = "efficientnet_lite1"
 DEFAULT_VIEW = "patches"
 DEFAULT_POOL = "gap"
+
+
+def default_model_dir():
+    """The shipped default model: package data (``painterid/default_model``), a real directory once installed."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    return Path(str(files("painterid") / "default_model"))

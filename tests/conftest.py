@@ -11,8 +11,9 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "paintings"
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test writes painterid's cache under a temporary directory, never the user's home."""
+    """Every test writes painterid's cache under a temporary directory, never the user's home; and is offline."""
     monkeypatch.setenv("PAINTERID_CACHE", str(tmp_path_factory.getbasetemp() / "painterid-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing downloads during the tests (hub tests stub the download)
 
 
 @pytest.fixture(scope="session")

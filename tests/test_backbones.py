@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -129,13 +130,23 @@ def test_data_configs_come_from_the_weights():
     assert cfg["interpolation"] == "bilinear" and cfg["mean"] == (0.485, 0.456, 0.406)
 
 
-def test_missing_hub_weights_say_how_to_get_them(empty_caches):
+def test_missing_hub_weights_offline_say_how_to_get_them(empty_caches, monkeypatch):
+    """Offline and not cached: one line naming the backbone, the cache path looked in and the pull command."""
+    def no_download(*a, **k):
+        raise AssertionError("downloaded while offline")
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", no_download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
     assert weights_status("xception").startswith("missing:")
-    with pytest.raises(WeightsUnavailable) as info:
-        create_backbone("xception")
-    msg = str(info.value)
-    assert "\n" not in msg
-    assert "timm.create_model('legacy_xception', pretrained=True)" in msg and "--weights FILE" in msg
+    for name in ("xception", "convnext_tiny"):
+        with pytest.raises(WeightsUnavailable) as info:
+            create_backbone(name)
+        msg = str(info.value)
+        assert "\n" not in msg and "offline" in msg
+        assert f"'{name}'" in msg and f"painterid backbones --pull {name}" in msg
+        assert str(backbones.cache_location(name)) in msg and str(empty_caches) in msg
+    assert "checkpoints/xception-43020ad28.pth" in str(backbones.cache_location("xception"))
+    assert "models--timm--convnext_tiny.fb_in1k" in str(backbones.cache_location("convnext_tiny"))
     with pytest.raises(WeightsUnavailable):
         weights_id("xception")
 
@@ -163,7 +174,8 @@ def test_hub_cache_is_used_without_network(lite0, empty_caches, monkeypatch):
 
     assert weights_status("efficientnet_lite0").startswith("available: cache")
     hub_model, _ = create_backbone("efficientnet_lite0")
-    assert hub_model.painterid_weights_id == "hub:timm/tf_efficientnet_lite0.in1k"
+    sha = hashlib.sha256((snapshot / "snapshots" / "0123abcd" / "model.safetensors").read_bytes()).hexdigest()
+    assert hub_model.painterid_weights_id == f"hub:timm/tf_efficientnet_lite0.in1k/model.safetensors#sha256={sha}"
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(hub_model(x), model(x))

@@ -32,6 +32,7 @@ def _tiny_args(data: Path, out: Path) -> dict[str, list[str]]:
                        "--seeds", "0", "--epochs", "1", "--out", str(out / "methods.json")],
         "pair_scoring.py": ["--vectors", "300", "--pairs", "20000", "--siamese-pairs", "2000",
                             "--old-sample", "2000"],
+        "run_all.py": ["--quick", "--only", "index_search", "--out", str(out)],
         "train_epoch.py": ["--n", "300", "--dim", "16", "--artists", "10", "--max-pairs", "2000", "--world", "1"],
     }
 
@@ -49,8 +50,8 @@ def test_bench_script_runs_at_a_tiny_size(script, synthetic_data, tmp_path):
     r = subprocess.run([sys.executable, str(BENCH / script), *_tiny_args(synthetic_data, tmp_path)[script]],
                        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    written = sorted(tmp_path.glob("*.json"))
+    written = sorted(tmp_path.glob("*.json")) + sorted(tmp_path.glob("*.jsonl"))
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert lines or written, r.stdout[-500:]
-    for text in lines[-1:] or [written[0].read_text()]:
+    for text in lines[-1:] or [written[0].read_text().splitlines()[0]]:
         assert isinstance(json.loads(text), dict)

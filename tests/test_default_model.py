@@ -7,12 +7,13 @@ import numpy as np
 
 from painterid.backbones import get_spec
 from painterid.compare import compare_files
+from painterid.defaults import default_model_dir
 from painterid.scoring import PairModel
 
 from .conftest import real_paintings
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT = REPO / "models" / "default"
+DEFAULT = default_model_dir()
 EX = REPO / "examples" / "paintings" / "train"
 
 
