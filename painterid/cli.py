@@ -24,6 +24,7 @@ from .images import VIEW_REGISTRY
 from .pairs import PROTOCOLS, SPLITS
 from .pools import POOL_REGISTRY
 from .registry import choice_enum
+from .runtime import RUNTIMES
 from .scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
 from .scoring.normalise import NORMALISERS
 
@@ -37,6 +38,8 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 180)
 err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_MODEL = default_model_dir()  # package data: travels inside the wheel
+RUNTIME_HELP = ("auto | onnx | torch: what runs the backbone (auto, or $PAINTERID_RUNTIME: ONNX Runtime on CPU when "
+                "installed, painterid[fast], else torch)")
 
 
 # Every option with a fixed set of values is an Enum generated from its registry: click checks the value and
@@ -50,6 +53,12 @@ Split = choice_enum("Split", [*SPLITS.names(), "mix"])  # mix: the seed report's
 Protocol = choice_enum("Protocol", PROTOCOLS)
 IndexKind = choice_enum("IndexKind", INDEX_KINDS)
 OutFormat = choice_enum("OutFormat", ("table", "json", "csv"))
+Runtime = choice_enum("Runtime", RUNTIMES)
+
+
+def _value(choice: Optional[Enum]) -> Optional[str]:
+    """The string of an optional choice (None stays None: the library decides)."""
+    return None if choice is None else choice.value
 
 
 DEVICE_KINDS = ("cpu", "cuda", "mps", "xpu")
@@ -178,6 +187,7 @@ def embed(
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes"),
     device: Optional[str] = _device_option(),
     commit_every: int = typer.Option(256, min=1, help="images per committed shard (what a killed run keeps)"),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Embed every painting of DATA into a feature store; a second run skips what is done.
 
@@ -185,10 +195,21 @@ def embed(
     """
     from .distributed import DistEnv, embed_data_distributed
     from .embedding import Embedder
+    from .runtime import export_request, make_embedder, runtime_choice
+
+    runtime = _value(runtime)
 
     env = DistEnv.from_env()
-    embedder = Embedder(_embedding_config(backbone, view, pool, weights), device=env.device(device),
-                        batch_size=batch_size, num_workers=workers)
+    if env.distributed or runtime_choice(runtime) == "torch":
+        embedder = Embedder(_embedding_config(backbone, view, pool, weights), device=env.device(device),
+                            batch_size=batch_size, num_workers=workers)
+    else:
+        from .embedding import default_backbone
+
+        request = export_request(backbone or default_backbone(), view, pool, 8, str(weights) if weights else None,
+                                 None)
+        embedder = make_embedder(request, device=device, runtime=runtime, batch_size=batch_size,
+                                 num_workers=workers)
     prog, update = _progress("embedding")
     with prog:  # one bar: rank 0's share
         store, dataset, failures = embed_data_distributed(data, embedder, out_dir, env,
@@ -199,7 +220,8 @@ def embed(
     (out_dir / "failures.csv").unlink(missing_ok=True)  # the list is this run's, not a stale one
     _report_failures(failures, out_dir / "failures.csv" if failures else None)
     err.print(f"{len(store)} paintings of {len(set(store.artists))} artists in {out_dir} "
-              f"({embedder.fingerprint['backbone']}, {view.value}, {pool.value}, dim {embedder.dim}, {embedder.device})")
+              f"({embedder.fingerprint['backbone']}, {view.value}, {pool.value}, dim {embedder.dim}, {embedder.device}, "
+              f"{embedder.runtime})")
 
 
 def _log_epoch(rec: dict) -> None:
@@ -343,6 +365,7 @@ def compare(
     fmt: OutFormat = typer.Option("table", "--format", help="table | json (JSON lines) | csv"),
     as_json: bool = typer.Option(False, "--json", help="same as --format json"),
     device: Optional[str] = _device_option(),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Probability that one artist painted REFERENCE and each other image (or each --pairs row), and the verdict.
 
@@ -362,7 +385,7 @@ def compare(
         if images[0].is_dir():
             raise PainterIDError(f"{images[0]}: the reference must be one image, not a folder (folders go after it)")
         todo = [(images[0], other) for other in expand_images(images[1:], recursive=recursive)]
-    results = compare_pairs(todo, model_dir=model, threshold=threshold, device=device)
+    results = compare_pairs(todo, model_dir=model, threshold=threshold, device=device, runtime=_value(runtime))
     fmt = OutFormat("json") if as_json else fmt
     if fmt.value == "json":
         for r in results:
@@ -414,11 +437,12 @@ def identify(
     k: int = typer.Option(5, "-k", min=1, help="how many artists"),
     threshold: Optional[float] = typer.Option(None, help="open-set threshold (default: the index's)"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines"),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """The k most likely artists of each painting, or "none of these" when no artist clears the threshold."""
     from .identify import identify as run_identify
 
-    for r in run_identify(images, index, k=k, threshold=threshold):
+    for r in run_identify(images, index, k=k, threshold=threshold, runtime=_value(runtime)):
         if as_json:
             print(json.dumps(r, ensure_ascii=False))
             continue
@@ -543,15 +567,110 @@ def explain(
     out.print(f"heatmaps: {r['out']}", highlight=False)
 
 
+cache_app = typer.Typer(help="The cache of feature stores ($PAINTERID_CACHE): info, compact, clear.",
+                        no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+_STORE_OPT = typer.Option(None, "--store", help="one feature store directory instead of the whole cache")
+
+
+@cache_app.command("info")
+def cache_info(store: Optional[Path] = _STORE_OPT,
+               as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+    """Where the cache is, and the rows, chunks and bytes of each store in it."""
+    from .cache import info
+
+    res = info(store)
+    if as_json:
+        out.print_json(json.dumps(res))
+        return
+    table = Table(title=f"painterid cache: {res['location']}")
+    for col in ("store", "backbone", "rows", "chunks", "MB"):
+        table.add_column(col, justify="left" if col in ("store", "backbone") else "right", overflow="fold")
+    for s in res["stores"]:
+        table.add_row(s["store"], str(s["backbone"]), str(s["rows"]), str(s["chunks"]), f"{s['bytes'] / 1e6:.2f}")
+    table.add_section()
+    table.add_row(f"{len(res['stores'])} store(s)", "", str(res["rows"]), str(res["chunks"]),
+                  f"{res['bytes'] / 1e6:.2f}")
+    out.print(table)
+
+
+@cache_app.command("compact")
+def cache_compact(store: Optional[Path] = _STORE_OPT) -> None:
+    """Merge the chunks of each store into one file pair (atomic; readers and writers may run meanwhile)."""
+    from .cache import compact
+
+    for r in compact(store):
+        out.print(f"{r['store']}: {r['chunks_before']} → {r['chunks_after']} chunk(s), {r['rows']} rows, "
+                  f"{r['files_removed']} file(s) removed", highlight=False, markup=False)
+
+
+@cache_app.command("clear")
+def cache_clear(store: Optional[Path] = _STORE_OPT,
+                yes: bool = typer.Option(False, "--yes", help="do not ask (needed when not at a terminal)")) -> None:
+    """Delete the cached feature stores (or the one --store); asks first unless --yes."""
+    from .cache import cache_root, cache_stores, clear
+
+    what = str(store) if store is not None else f"{len(cache_stores())} store(s) under {cache_root()}"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise PainterIDError(f"cache clear would delete {what}; add --yes (not asking: not a terminal)")
+        if not typer.confirm(f"Delete {what}?"):
+            raise typer.Exit(1)
+    removed = clear(store)
+    err.print(f"removed {len(removed)} store(s)", highlight=False)
+
+
 @app.command()
 def version() -> None:
     """Print the painterid version."""
     out.print(__version__)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so what was committed stays and temporary files go."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _install_signal_handlers() -> None:
+    import signal
+
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        if hasattr(signal, "SIGXFSZ"):  # a file-size limit: let the write fail with EFBIG instead of dying
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    except ValueError:  # not the main thread (main() called from a library user's thread)
+        pass
+
+
+def _io_error_line(exc: BaseException) -> str | None:
+    """One line for a failed write or read (full disk, file-size limit, read-only or forbidden folder)."""
+    import errno
+    import os
+
+    if not isinstance(exc, OSError):  # safetensors reports I/O failures as its own error type
+        text = str(exc)
+        if "os error" not in text and "I/O error" not in text:
+            return None
+        import re
+        m = re.search(r"os error (\d+)", text)
+        exc = OSError(int(m.group(1)) if m else errno.EIO, os.strerror(int(m.group(1))) if m else text)
+    what = f"{exc.filename}: " if exc.filename else ""
+    hint = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit was reached",
+            errno.EROFS: "the folder is on a read-only file system", errno.EACCES: "no permission to write there",
+            errno.EPERM: "no permission to write there"}.get(exc.errno)
+    if hasattr(errno, "EDQUOT") and exc.errno == errno.EDQUOT:
+        hint = "the disk quota is used up"
+    tail = f"{hint}; " if hint else ""
+    return f"{what}{exc.strerror or exc}; {tail}everything finished before is kept"
+
+
 def main() -> None:
     """Entry point: user errors become one line and exit status 2, never a traceback."""
     warnings.formatwarning = lambda msg, cat, *a, **k: f"painterid: warning: {msg}\n"
+    _install_signal_handlers()
     try:
         rv = app(standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -562,7 +681,8 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("painterid: interrupted; finished work is kept", file=sys.stderr)
+        print("painterid: interrupted; finished work is kept (run the same command again to resume)",
+              file=sys.stderr)
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors (bad option value, missing argument): one line
         if type(exc).__name__ == "NoArgsIsHelpError" or not hasattr(exc, "format_message"):
@@ -570,6 +690,16 @@ def main() -> None:
             sys.exit(2)
         msg = " ".join(exc.format_message().split()).replace("Value error, ", "")
         print(f"painterid: error: {msg}", file=sys.stderr)
+        sys.exit(2)
+    except Terminated:
+        print("painterid: stopped (SIGTERM); finished work is kept (run the same command again to resume)",
+              file=sys.stderr)
+        sys.exit(143)
+    except Exception as exc:
+        line = _io_error_line(exc)
+        if line is None:
+            raise
+        print(f"painterid: error: {' '.join(line.split())}", file=sys.stderr)
         sys.exit(2)
 
 

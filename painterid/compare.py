@@ -13,25 +13,29 @@ from .errors import ImageError, PainterIDError
 
 
 def embedding_cache(fingerprint: dict):
-    """The FeatureStore that caches embeddings of compared files by content hash (None when disabled)."""
+    """The FeatureStore that caches embeddings of compared files by content hash (None when disabled).
+
+    One row per content hash; any number of processes may read and add to it at once (docs/CONCURRENCY.md)."""
     if os.environ.get("PAINTERID_NO_CACHE"):
         return None
     from .io import FINGERPRINT_KEYS
-    from .pipeline import cache_dir
+    from .locations import cache_dir
     from .store import FeatureStore
 
     key = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
     root = cache_dir() / "embeddings" / hashlib.sha256(key.encode()).hexdigest()[:16]
     try:
-        return FeatureStore.create_or_open(root, fingerprint)
+        return FeatureStore.create_or_open(root, fingerprint, unique="sha256")
     except (PainterIDError, OSError):
         return None  # an unusable cache must never stop a comparison
 
 
-def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Path | None = None) -> np.ndarray:
+def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Path | None = None,
+                runtime: str | None = None) -> np.ndarray:
     """Vectors of image files for a model's embedding, from the cache where possible; a bad file raises.
 
-    ``base_dir``: the model directory, against which a relative weights file of the fingerprint is resolved."""
+    ``base_dir``: the model directory, against which a relative weights file of the fingerprint is resolved.
+    ``runtime``: auto | onnx | torch (painterid.runtime; auto: ONNX Runtime on CPU when it is installed)."""
     from .store import Row, file_sha256
 
     for p in paths:
@@ -50,27 +54,41 @@ def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Pat
     where = cache.lookup(hashes) if cache is not None else np.full(len(paths), -1)
     if (where >= 0).all():
         return cache.vectors[where]
+    for i in np.flatnonzero(where >= 0):
+        vectors[i] = cache.vectors[where[i]]
     missing = [i for i in range(len(paths)) if where[i] < 0]
-    from .embedding import embedder_for
-
-    embedder = embedder_for(fingerprint, base_dir, device=device, num_workers=0, batch_size=min(16, len(missing)))
-    new, failures = embedder.embed_files([paths[i] for i in missing])
-    if failures:
-        raise ImageError(failures[0][1])
+    new, used = embed_files([paths[i] for i in missing], fingerprint, device=device, base_dir=base_dir,
+                            runtime=runtime)
     for k, i in enumerate(missing):
         vectors[i] = new[k]
-    for i in range(len(paths)):
-        if where[i] >= 0:
-            vectors[i] = cache.vectors[where[i]]
     if cache is not None:
         fresh = {}
         for k, i in enumerate(missing):
             fresh.setdefault(hashes[i], (str(paths[i]), new[k]))
-        try:
+        cache.runtime = used
+        try:  # under the cache's lock; rows another process added meanwhile are not added twice
             cache.append([Row(p, h) for h, (p, _) in fresh.items()], np.stack([v for _, v in fresh.values()]))
-        except OSError:
-            pass
+        except (OSError, PainterIDError):
+            pass  # a full disk or a read-only cache costs the cache entry, never the answer
     return vectors
+
+
+def embed_files(paths: list[Path], fingerprint: dict, device=None, base_dir: Path | None = None,
+                runtime: str | None = None) -> tuple[np.ndarray, str | None]:
+    """Embed image files with the backbone a fingerprint names (no cache); a bad file raises.
+
+    Returns the vectors and the runtime that made them (recorded in the cache's chunk)."""
+    from .io import check_config_match
+    from .runtime import make_embedder, request_from_fingerprint
+
+    embedder = make_embedder(request_from_fingerprint(fingerprint, base_dir), device=device, runtime=runtime,
+                             num_workers=0, batch_size=min(16, len(paths)))
+    check_config_match(embedder.fingerprint, fingerprint, what="this machine's backbone",
+                       fix="install the weights the model was made with")
+    new, failures = embedder.embed_files(paths)
+    if failures:
+        raise ImageError(failures[0][1])
+    return new, getattr(embedder, "runtime", None)
 
 
 def expand_images(paths: list[Path], recursive: bool = False) -> list[Path]:
@@ -93,20 +111,20 @@ def expand_images(paths: list[Path], recursive: bool = False) -> list[Path]:
 
 
 def compare_files(reference: Path, others: list[Path], model_dir: Path, threshold: float | None = None,
-                  device=None) -> list[dict]:
+                  device=None, runtime: str | None = None) -> list[dict]:
     """Score the reference against each other image with a PairModel; one dict per pair."""
-    return compare_pairs([(Path(reference), Path(o)) for o in others], model_dir, threshold, device)
+    return compare_pairs([(Path(reference), Path(o)) for o in others], model_dir, threshold, device, runtime)
 
 
 def compare_pairs(pairs: list[tuple[Path, Path]], model_dir: Path, threshold: float | None = None,
-                  device=None) -> list[dict]:
+                  device=None, runtime: str | None = None) -> list[dict]:
     """Score each (image_a, image_b) pair with a PairModel; every distinct file is embedded once."""
     from .scoring import PairModel
 
     model = PairModel.load(model_dir)
     paths = list(dict.fromkeys(Path(p) for pair in pairs for p in pair))
     row = {p: i for i, p in enumerate(paths)}
-    vecs = embed_paths(paths, model.embedding, device=device, base_dir=model.root)
+    vecs = embed_paths(paths, model.embedding, device=device, base_dir=model.root, runtime=runtime)
     ia = np.array([row[Path(a)] for a, _ in pairs])
     ib = np.array([row[Path(b)] for _, b in pairs])
     scores = model.scores(vecs[ia], vecs[ib])

@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ArtefactError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+# torch is imported where it runs: `painterid embed` on the ONNX Runtime path (no torchrun) must not import it.
 
 # Ranks that finish early wait for the others at the final collective; a large data set on a slow rank may
 # take hours, so the default of torch (30 min for gloo, 10 for NCCL) is too short.
@@ -59,6 +63,8 @@ class DistEnv:
 
     def device(self, requested: str | None = None) -> torch.device:
         """This rank's device: cuda:LOCAL_RANK when CUDA is requested or present, else CPU."""
+        import torch
+
         if requested and not requested.startswith("cuda"):
             return torch.device(requested)
         if requested == "cuda" or (requested is None and torch.cuda.is_available()):
@@ -73,6 +79,7 @@ def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
 
 def init_process_group(env: DistEnv, device: torch.device) -> bool:
     """Join the torchrun job (gloo on CPU, NCCL on CUDA); False if a group already existed."""
+    import torch
     import torch.distributed as dist
 
     if dist.is_initialized():

@@ -7,13 +7,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from . import __version__
 from .errors import ImageError
 
 from .defaults import DEFAULT_BACKBONE, DEFAULT_POOL, DEFAULT_VIEW  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+# torch is imported inside the functions that run it: this module (EmbeddingConfig, embed_dataset) also serves
+# the ONNX Runtime path (painterid.runtime), which must not import torch.
 
 
 def default_backbone() -> str:
@@ -77,13 +84,16 @@ class EmbeddingFingerprint(Mapping):
 
 def pick_device(name: str | None = None) -> torch.device:
     """The device to run on: `name` if given, else CUDA when present, else CPU."""
+    import torch
+
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class _FileViews(torch.utils.data.Dataset):
-    """Decodes one file into its views; a bad file yields its error message instead of a tensor."""
+class _FileViews:
+    """Decodes one file into its views; a bad file yields its error message instead of a tensor (a map-style
+    data set for torch's DataLoader)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], transform: Callable):
         self.paths = list(paths)
@@ -104,6 +114,8 @@ class _FileViews(torch.utils.data.Dataset):
 
 
 def _collate(items):
+    import torch
+
     good = [(i, t) for i, t, _ in items if t is not None]
     bad = [(i, msg) for i, t, msg in items if t is None]
     idx = [i for i, _ in good]
@@ -116,12 +128,15 @@ class Embedder:
 
     def __init__(self, config: EmbeddingConfig = EmbeddingConfig(), device: str | torch.device | None = None,
                  batch_size: int = 16, num_workers: int | None = None):
+        import torch
+
         from .backbones import create_backbone, weights_id
         from .features import FeatureExtractor
         from .images import VIEW_COMBINE, ViewTransform
 
         self.config = config
         self.device = pick_device(str(device) if device else None)
+        self.runtime = f"torch {torch.__version__}"  # recorded by the stores it fills (informational)
         self.batch_size = batch_size
         cpus = os.cpu_count() or 1
         # CPU with <= 2 cores: a decoding worker only takes cores from the forward pass (docs/PERFORMANCE.md)
@@ -157,9 +172,16 @@ class Embedder:
     def dim(self) -> int:
         return self.fingerprint["dim"]
 
-    @torch.inference_mode()
     def embed_views(self, views: torch.Tensor) -> np.ndarray:
         """[B, V, 3, H, W] views → [B, D] normalised vectors."""
+        import torch
+
+        with torch.inference_mode():
+            return self._embed_views(views)
+
+    def _embed_views(self, views: torch.Tensor) -> np.ndarray:
+        import torch
+
         b, v = views.shape[:2]
         x = views.flatten(0, 1).to(self.device, non_blocking=True)
         if self.device.type == "cuda":
@@ -179,11 +201,15 @@ class Embedder:
 
     def embed_images(self, images: Sequence) -> np.ndarray:
         """Embed PIL images already in memory."""
+        import torch
+
         views = torch.stack([self.transform(im) for im in images])
         return self.embed_views(views)
 
     def iter_files(self, paths: Sequence[str | os.PathLike], progress: Callable[[int], None] | None = None):
         """Yield (indices, vectors, failures) batch by batch; failures are (index, message)."""
+        import torch
+
         paths = list(paths)
         workers = self.num_workers if len(paths) > self.batch_size else 0
         loader = torch.utils.data.DataLoader(
@@ -267,6 +293,7 @@ def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder,
     """
     from .store import Row
 
+    store.runtime = getattr(embedder, "runtime", None)
     files = [str(Path(f)) for f in files]
     n = len(files)
     artists = list(artists) if artists is not None else [""] * n

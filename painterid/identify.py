@@ -67,7 +67,7 @@ def build_index(data_or_store, out: str | Path, embedding=None, kind: str = "aut
 
 
 def identify(paths: list[Path], index_dir: str | Path, k: int = 5, n_paintings: int = 3,
-             threshold: float | None = None, device=None) -> list[dict]:
+             threshold: float | None = None, device=None, runtime: str | None = None) -> list[dict]:
     """The k most likely artists of each image, with calibrated scores; `none_of_these` when none clears."""
     from .compare import embed_paths
     from .index import ArtistIndex
@@ -75,7 +75,7 @@ def identify(paths: list[Path], index_dir: str | Path, k: int = 5, n_paintings: 
 
     index = ArtistIndex.load(index_dir)
     fp = index.embedding_config
-    vecs = embed_paths([Path(p) for p in paths], fp, device=device)
+    vecs = embed_paths([Path(p) for p in paths], fp, device=device, runtime=runtime)
     open_set = index.config.get("open_set", {})
     thr = float(open_set.get("threshold", 0.5)) if threshold is None else float(threshold)
     cal = Calibrator(**open_set.get("calibration", {}))

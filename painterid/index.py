@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +29,7 @@ from safetensors.numpy import load_file, save_file
 from . import __version__
 from .errors import ArtefactError, DataError
 from .identify import INDEX_KINDS
-from .io import atomic_dir, check_kind, check_replaceable
+from .io import atomic_dir, check_kind, check_replaceable, read_stable
 
 FORMAT_VERSION = 1
 ARTEFACT = "painterid.artist-index"
@@ -392,10 +393,17 @@ class ArtistIndex:
         target = Path(path)
         check_replaceable(target, "artefact", ARTEFACT, "an artist index")
         try:
-            with atomic_dir(target) as tmp:
+            with atomic_dir(target) as tmp:  # a second `index build --out` here waits; readers use read_stable
                 self._write(tmp)
-        except OSError as e:
-            raise ArtefactError(f"cannot write index to {target}: {e}") from e
+        except Exception as e:
+            if isinstance(e, OSError) or re.search(r"write error|I/O error", str(e)):
+                # faiss reports a full disk as a RuntimeError "... write error in FILE ... (reason)"
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip()
+                m = re.search(r"\(([^()]+)\)$", reason)
+                reason = m.group(1) if m and not isinstance(e, OSError) else reason.splitlines()[0]
+                what = "the previous index is kept" if target.exists() else "nothing was written"
+                raise ArtefactError(f"cannot write index to {target}: {reason}; {what}") from e
+            raise
         return target
 
     def _write(self, root: Path) -> None:
@@ -416,6 +424,11 @@ class ArtistIndex:
     def load(cls, path: str | os.PathLike, expected_embedding_config: dict | None = None,
              use_gpu: bool | None = None) -> "ArtistIndex":
         """Open an index directory; with `expected_embedding_config`, refuse one built with other settings."""
+        return read_stable(path, lambda: cls._load_once(path, expected_embedding_config, use_gpu))
+
+    @classmethod
+    def _load_once(cls, path: str | os.PathLike, expected_embedding_config: dict | None = None,
+                   use_gpu: bool | None = None) -> "ArtistIndex":
         root = Path(path)
         if not root.is_dir():
             raise ArtefactError(f"{root}: no artist index here (build one with `painterid index build`)")

@@ -7,9 +7,10 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from .errors import ArtefactError, DataError
 
@@ -53,6 +54,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_file(path, "wb") as fh:
         fh.write(data)
 
+T = TypeVar("T")
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a UTF-8 text file under a temporary name, then rename it into place."""
@@ -83,11 +86,12 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces `target` whole, on error it is removed."""
+    """Yield a temporary sibling directory; on success it replaces `target` whole, on error it is removed.
+
+    The swap holds `target`'s lock (`replacing`), so two processes saving to one place never interleave."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")  # unique per call
     tmp.mkdir()
     try:
         yield tmp
@@ -97,18 +101,18 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)  # put the previous one back
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with replacing(target):
+        old = None
+        if target.exists():
+            old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if old is not None:
+                os.replace(old, target)  # put the previous one back
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     fsync_path(target.parent)
@@ -137,6 +141,63 @@ def check_columns(path: str | os.PathLike, header: Sequence[str] | None, require
         hint = f"; expected the header {expected}" if expected else ""
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}{hint} (found: {', '.join(fields) or 'nothing'})")
     return fields
+
+
+@contextlib.contextmanager
+def replacing(target: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock of directory `target` while it is swapped for a new version (two saves never interleave).
+
+    The lock file lives in the cache ($PAINTERID_CACHE/locks), not beside the user's artefact; where the cache
+    cannot be written the swap goes ahead unlocked (each rename is still atomic)."""
+    import hashlib
+
+    from .cache import cache_root
+    from .store import locked
+
+    target = Path(target)
+    locks = cache_root() / "locks"
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        yield
+        return
+    key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:24]
+    with locked(locks, f"waiting for another process replacing {target}", quiet_s=2.0, name=f"{key}.lock"):
+        yield
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def read_stable(path: str | os.PathLike, load: Callable[[], T], attempts: int = 4) -> T:
+    """`load()` a directory artefact; if another process replaced the directory meanwhile (a save renames a new
+    one into place), say so on stderr and read it again, so a reader never mixes files of two versions."""
+    import time
+
+    from .store import notice
+
+    path = Path(path)
+    for attempt in range(attempts):
+        before = _identity(path)
+        try:
+            result, error = load(), None
+        except (ArtefactError, OSError) as exc:
+            result, error = None, exc
+        after = _identity(path)
+        swapping = any(path.parent.glob(f".{path.name}.old-*")) or any(path.parent.glob(f"{path.name}.old-*"))
+        if before == after and not (error is not None and swapping):
+            if error is not None:
+                raise error
+            return result
+        if attempt + 1 < attempts:
+            notice(f"{path} is being replaced by another process while read; reading it again")
+            time.sleep(0.05 * (attempt + 1))
+    raise ArtefactError(f"{path}: kept being replaced by another process while read; try again when it is saved")
 
 
 # Keys of an embedding config that change the vectors; anything else (dim, notes) is informative only.

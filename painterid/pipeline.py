@@ -6,7 +6,6 @@ Library users call these directly; the CLI only adds options and Rich output.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,13 +15,8 @@ from .datasets import Dataset, discover
 from .embedding import Embedder, EmbeddingConfig, embed_dataset, embedder_for
 from .errors import DataError
 from .io import check_config_match
+from .locations import cache_dir  # noqa: F401 (re-exported: painterid.pipeline.cache_dir)
 from .store import FeatureStore
-
-
-def cache_dir() -> Path:
-    """Where painterid keeps derived data (feature stores of data sets): $PAINTERID_CACHE or ~/.cache/painterid."""
-    env = os.environ.get("PAINTERID_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "painterid"
 
 
 def default_store_dir(data: Path, fingerprint: dict) -> Path:
@@ -53,8 +47,9 @@ def embed_data(data: str | Path, embedder: Embedder, store_dir: str | Path | Non
     dataset = discover(data)
     store_dir = Path(store_dir) if store_dir else default_store_dir(Path(data), embedder.fingerprint)
     store = FeatureStore.create_or_open(store_dir, embedder.fingerprint)
-    failures = embed_dataset(store, dataset.files, embedder, artists=dataset.artists, names=dataset.names,
-                             sources=dataset.sources, progress=progress, commit_every=commit_every)
+    with store.writing():  # a second `embed` into this store waits, then embeds only what is still lacking
+        failures = embed_dataset(store, dataset.files, embedder, artists=dataset.artists, names=dataset.names,
+                                 sources=dataset.sources, progress=progress, commit_every=commit_every)
     return store, dataset, failures
 
 

@@ -118,11 +118,13 @@ def embed_images(files: dict[str, Path], embedding: dict, store_dir: str | Path,
     names = list(files)
     paths = [str(Path(files[n])) for n in names]
     failures: list[tuple[str, str]] = []
-    todo = [k for k, w in enumerate(store.select(paths)) if w < 0]
-    if todo:
-        embedder = embedder_for(embedding, base_dir, device=device, batch_size=batch_size, num_workers=num_workers)
-        failures = embed_dataset(store, [paths[k] for k in todo], embedder, names=[names[k] for k in todo],
-                                 progress=progress)
+    with store.writing():  # a second `submit` over these images waits, then finds them embedded
+        todo = [k for k, w in enumerate(store.select(paths)) if w < 0]
+        if todo:
+            embedder = embedder_for(embedding, base_dir, device=device, batch_size=batch_size,
+                                    num_workers=num_workers)
+            failures = embed_dataset(store, [paths[k] for k in todo], embedder,
+                                     names=[names[k] for k in todo], progress=progress)
     where = store.select(paths)
     vectors = store.vectors
     return {n: vectors[w] for n, w in zip(names, where) if w >= 0}, failures

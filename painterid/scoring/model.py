@@ -14,36 +14,65 @@ Directory layout::
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .. import __version__
 from ..errors import ArtefactError, PainterIDError
-from ..io import atomic_dir, check_kind, check_replaceable, read_json, write_json
+from ..io import atomic_dir, check_kind, check_replaceable, read_json, read_stable, write_json
 from .calibration import Calibrator
-from .methods import build_head
 from .indexed import indexed_dots, rows_per_block
 from .normalise import csls, neighbourhood
 
 FORMAT_VERSION = 1
 KIND = "painterid.pair-model"
 BACKBONE_FILE = "backbone.safetensors"  # a backbone trained by painterid (finetune, cnn), inside the model directory
+#: Methods whose pair score is the cosine of the two embeddings (no head weights): scored with numpy, so loading
+#: and using such a model (the shipped default) never imports torch; their torch head is built only when asked for.
+COSINE_METHODS = ("cosine", "finetune")
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows divided by max(norm, 1e-12), as torch.nn.functional.normalize."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), np.float32(1e-12))
+
+
+def _inference(fn):
+    """torch.inference_mode around a scoring method, for heads that are torch modules (torch imported then only)."""
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        if self._numpy_cosine:
+            return fn(self, *args, **kwargs)
+        import torch
+
+        with torch.inference_mode():
+            return fn(self, *args, **kwargs)
+    return wrapper
 
 
 class PairModel:
     """Scores pairs of embeddings: raw head score → (CSLS) → probability and verdict at the threshold."""
 
-    def __init__(self, method: str, embedding: dict, head: torch.nn.Module, head_params: dict | None = None,
+    def __init__(self, method: str, embedding: dict, head: torch.nn.Module | None, head_params: dict | None = None,
                  normaliser: str = "none", csls_k: int = 10, cohort: np.ndarray | None = None,
                  calibrator: Calibrator | None = None, threshold: float = 0.5,
                  artists: dict[str, list[str]] | None = None, train_hashes: Sequence[str] = (),
                  info: dict | None = None):
         self.method = method
         self.embedding = dict(embedding)  # the JSON form (an EmbeddingFingerprint or a loaded config)
-        self.head = head.eval()
+        if head is None and method not in COSINE_METHODS:
+            raise ValueError(f"a {method} model needs its head")
+        self._head = head.eval() if head is not None else None  # None: built from head_params when first used
+        # Loaded without a head (a cosine method): scored with numpy, torch never imported.
+        self._numpy_cosine = head is None
         self.head_params = head_params or {}
         self.normaliser = normaliser
         self.csls_k = csls_k
@@ -57,32 +86,53 @@ class PairModel:
 
     # -- scoring ---------------------------------------------------------------------------------
     @property
+    def head(self) -> torch.nn.Module:
+        """The torch scorer (built on first use for a model loaded without one: cosine methods need none)."""
+        if self._head is None:
+            from .methods import build_head
+
+            self._head = build_head(self.method, int(self.embedding["dim"]), self.head_params).eval()
+        return self._head
+
+    @property
     def train_artists(self) -> set[str]:
         return set(self.artists.get("train", []))
 
-    @torch.inference_mode()
+    @_inference
     def space(self, x: np.ndarray) -> np.ndarray | None:
         """Vectors in the space where the head's score is a dot product (None for the siamese head)."""
+        if self._numpy_cosine:
+            return _l2_normalise(x)
+        import torch
+
         if not hasattr(self.head, "space"):
             return None
         return self.head.space(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
-    @torch.inference_mode()
+    @_inference
     def raw_scores(self, a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
         """Head score of each pair (a[i], b[i])."""
         out = np.empty(len(a), dtype=np.float32)
+        if self._numpy_cosine:
+            for s in range(0, len(a), chunk):
+                out[s:s + chunk] = np.einsum("nd,nd->n", _l2_normalise(a[s:s + chunk]), _l2_normalise(b[s:s + chunk]))
+            return out
+        import torch
+
         for s in range(0, len(a), chunk):
             ta = torch.from_numpy(np.ascontiguousarray(a[s:s + chunk], dtype=np.float32))
             tb = torch.from_numpy(np.ascontiguousarray(b[s:s + chunk], dtype=np.float32))
             out[s:s + chunk] = self.head(ta, tb).float().numpy()
         return out
 
-    @torch.inference_mode()
+    @_inference
     def score_matrix(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Head score of every (x[i], y[j])."""
         sx, sy = self.space(x), self.space(y)
         if sx is not None:
             return sx @ sy.T
+        import torch
+
         ty = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
         rows = [self.head(torch.from_numpy(row[None]).expand(len(y), -1), ty).numpy() for row in
                 np.ascontiguousarray(x, dtype=np.float32)]
@@ -144,6 +194,7 @@ class PairModel:
 
     def save(self, out: str | Path, extra_files: dict[str, bytes] | None = None) -> Path:
         """Write the model directory atomically (a crash leaves the previous one, or none)."""
+        import torch
         from safetensors.torch import save_file
 
         out = Path(out)
@@ -166,36 +217,45 @@ class PairModel:
     @classmethod
     def load(cls, path: str | Path) -> "PairModel":
         """Load a model directory: JSON and safetensors only, never pickle."""
-        path = Path(path)
+        return read_stable(path, lambda: cls._load_once(Path(path)))
+
+    @classmethod
+    def _load_once(cls, path: Path) -> "PairModel":
         if not path.is_dir():
             raise ArtefactError(f"{path}: no such model directory")
         cfg = read_json(path / "config.json", "painterid model")
         check_kind(cfg, path, KIND, FORMAT_VERSION, "a painterid model")
         dim = int(cfg["embedding"]["dim"])
-        try:
-            head = build_head(cfg["method"], dim, cfg.get("head_params", {}))
-        except (TypeError, ValueError, PainterIDError) as exc:
-            raise ArtefactError(f"{path}: bad head in config.json ({exc})") from None
+        head = None  # cosine methods: numpy scores, no torch (the head is built if someone asks for it)
+        if cfg.get("method") not in COSINE_METHODS:
+            from .methods import build_head
+
+            try:
+                head = build_head(cfg["method"], dim, cfg.get("head_params", {}))
+            except (TypeError, ValueError, PainterIDError) as exc:
+                raise ArtefactError(f"{path}: bad head in config.json ({exc})") from None
         cohort = None
         weights = path / "model.safetensors"
         state = {}
         if weights.is_file():
-            from safetensors.torch import load_file
+            from safetensors.numpy import load_file
 
             try:
-                tensors = load_file(str(weights))
+                arrays = load_file(str(weights))
             except Exception as exc:  # not a safetensors file (e.g. a pickle renamed): refuse, don't execute
                 raise ArtefactError(f"{weights}: not a valid safetensors file ({exc})") from None
-            state = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
-            if "cohort" in tensors:
-                cohort = tensors["cohort"].numpy()
-        expected = head.state_dict().keys()
-        if set(state) != set(expected):
+            state = {k[5:]: v for k, v in arrays.items() if k.startswith("head.")}
+            if "cohort" in arrays:
+                cohort = arrays["cohort"]
+        expected = set(head.state_dict().keys()) if head is not None else set()
+        if set(state) != expected:
             raise ArtefactError(f"{path}: model.safetensors does not hold the weights of a {cfg['method']} head "
-                                f"(missing: {sorted(set(expected) - set(state))[:3]})")
+                                f"(missing: {sorted(expected - set(state))[:3]})")
         if state:
+            import torch
+
             try:
-                head.load_state_dict(state)
+                head.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
             except RuntimeError as exc:
                 raise ArtefactError(f"{path}: weights do not fit the head ({str(exc).splitlines()[0]})") from None
         _check_backbone_file(path, cfg["embedding"])
@@ -227,7 +287,7 @@ def _check_backbone_file(path: Path, embedding: dict) -> None:
     from safetensors import safe_open
 
     try:  # reads the header only; a pickle (or anything else) under this name is refused, never unpickled
-        with safe_open(str(file), framework="pt") as fh:
+        with safe_open(str(file), framework="numpy") as fh:
             fh.keys()
     except Exception as exc:  # noqa: BLE001
         raise ArtefactError(f"{file}: not a valid safetensors file ({exc})") from None
