@@ -61,10 +61,13 @@ def main() -> None:
     import torch
 
     from painterid.scoring import PairModel
-    from painterid.scoring.heads import CosineScorer
+    from painterid.scoring.heads import CosineScorer, SiameseHead
 
-    siamese = PairModel.load(args.model)
-    dim = args.dim or int(siamese.embedding["dim"])
+    model = PairModel.load(args.model)
+    dim = args.dim or int(model.embedding["dim"])
+    # the siamese path: the model's own head when it is one, else an untrained head of its width (speed only)
+    siamese = model if model.method == "siamese" and dim == int(model.embedding["dim"]) else \
+        PairModel("siamese", {"dim": dim}, SiameseHead(dim))
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((args.vectors, dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from painterid.datasets import split_paintings  # noqa: E402
 from painterid.embedding import EmbeddingConfig  # noqa: E402
 from painterid.evaluation.metrics import roc_auc, threshold_metrics  # noqa: E402
-from painterid.evaluation.pairs import balanced_pairs  # noqa: E402
+from painterid.pairs import balanced_pairs  # noqa: E402
 from painterid.evaluation.metrics import best_threshold  # noqa: E402
-from painterid.evaluation.pairs import balanced_test_sets  # noqa: E402
+from painterid.pairs import balanced_test_sets  # noqa: E402
 from painterid.evaluation.run import test_indices  # noqa: E402
 from painterid.pipeline import labelled  # noqa: E402
 from painterid.training import TrainOptions, fit  # noqa: E402

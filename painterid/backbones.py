@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from painterid.defaults import DEFAULT_BACKBONE  # one home: defaults.py
 from painterid.errors import PainterIDError, WeightsUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,7 +52,6 @@ __all__ = [
 ]
 
 SOURCES = ("package", "hub", "scratch")
-DEFAULT_BACKBONE = "efficientnet_lite2"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,13 @@ from rich.table import Table
 from . import __version__
 from .defaults import DEFAULT_CHAIN, DEFAULT_METHOD, DEFAULT_POOL, DEFAULT_VIEW, default_model_dir
 from .errors import PainterIDError
+from .identify import INDEX_KINDS
+from .images import VIEW_REGISTRY
+from .pairs import PROTOCOLS, SPLITS
+from .pools import POOL_REGISTRY
+from .registry import choice_enum
+from .runtime import RUNTIMES
+from .scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
 
 app = typer.Typer(
     name="painterid", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -34,32 +41,59 @@ RUNTIME_HELP = ("auto | onnx | torch: what runs the backbone (auto, or $PAINTERI
                 "installed, painterid[fast], else torch)")
 
 
-class Split(str, Enum):
-    seen = "seen"
-    unseen = "unseen"
-    mix = "mix"
-    mixed = "mixed"
-    all = "all"
+# Every option with a fixed set of values is an Enum generated from its registry: click checks the value and
+# a bad one is one line and exit 2 (main()), never a traceback from the library.
+View = choice_enum("View", VIEW_REGISTRY)
+Pool = choice_enum("Pool", POOL_REGISTRY)
+Method = choice_enum("Method", METHOD_REGISTRY)
+Loss = choice_enum("Loss", LOSS_REGISTRY)
+Split = choice_enum("Split", [*SPLITS.names(), "mix"])  # mix: the seed report's name for mixed
+Protocol = choice_enum("Protocol", PROTOCOLS)
+IndexKind = choice_enum("IndexKind", INDEX_KINDS)
+OutFormat = choice_enum("OutFormat", ("table", "json", "csv"))
+Runtime = choice_enum("Runtime", RUNTIMES)
 
 
-class Protocol(str, Enum):
-    balanced = "balanced"
-    natural = "natural"
+NORMALISER_HELP = ("normaliser chain (steps: power, center, l2, whiten[:DIM], wccn, lda[:DIM], csls[:K]); several "
+                   "joined by '|' or 'auto': the best on validation artists; 'none'")
+COHORT_HELP = ("DATA|STORE of reference paintings the normalisers are fitted on and the model ships (repeatable; "
+               "default: the training paintings)")
 
 
-class Method(str, Enum):
-    cosine = "cosine"
-    siamese = "siamese"
-    metric = "metric"
-    classifier = "classifier"
-    finetune = "finetune"
-    cnn = "cnn"
+def check_chain(value: str) -> str:
+    """--normaliser: a chain spec (scoring.normalise), several joined by '|', or auto; checked before any work."""
+    from .scoring.normalise import parse_spec
+
+    if value.strip().lower() != "auto":
+        for alternative in value.split("|"):
+            try:
+                parse_spec(alternative)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
+    return value
 
 
-class OutFormat(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
+def _value(choice: Optional[Enum]) -> Optional[str]:
+    """The string of an optional choice (None stays None: the library decides)."""
+    return None if choice is None else choice.value
+
+
+DEVICE_KINDS = ("cpu", "cuda", "mps", "xpu")
+DEVICE_HELP = "cpu | cuda | cuda:N | auto (default: cuda when present)"
+
+
+def check_device(value: Optional[str]) -> Optional[str]:
+    """--device: cpu | cuda | auto, or a torch device string (cuda:1, mps); checked before any work starts."""
+    if value is None or value == "auto":
+        return None
+    kind, _, index = value.partition(":")
+    if kind not in DEVICE_KINDS or (index and not index.isdigit()):
+        raise typer.BadParameter(f"{value!r} is not a device; use cpu, cuda, cuda:N or auto")
+    return value
+
+
+def _device_option():
+    return typer.Option(None, callback=check_device, metavar="DEVICE", help=DEVICE_HELP)
 
 
 def _progress(label: str, unit: str = "img"):
@@ -103,11 +137,11 @@ def _report_failures(failures, where: Path | None = None) -> None:
         err.print(f"  full list: {where}")
 
 
-def _embedding_config(backbone: Optional[str], view: str, pool: str, weights: Optional[Path],
+def _embedding_config(backbone: Optional[str], view: Enum, pool: Enum, weights: Optional[Path],
                       input_size: Optional[int] = None):
     from .embedding import EmbeddingConfig, default_backbone
 
-    return EmbeddingConfig(backbone=backbone or default_backbone(), view=view, pool=pool,
+    return EmbeddingConfig(backbone=backbone or default_backbone(), view=view.value, pool=pool.value,
                            weights=str(weights) if weights else None, input_size=input_size)
 
 
@@ -163,14 +197,14 @@ def embed(
     data: Path = typer.Argument(..., help="Kaggle layout (train_info.csv) or one folder per artist"),
     out_dir: Path = typer.Option(..., "--out", help="feature store directory (created or resumed)"),
     backbone: Optional[str] = typer.Option(None, help="backbone name (painterid backbones); default: the shipped one"),
-    view: str = typer.Option(DEFAULT_VIEW, help="resize | center | corners | patches"),
-    pool: str = typer.Option(DEFAULT_POOL, help="gap | style | both"),
+    view: View = typer.Option(DEFAULT_VIEW, help=VIEW_REGISTRY.describe()),
+    pool: Pool = typer.Option(DEFAULT_POOL, help=POOL_REGISTRY.describe()),
     weights: Optional[Path] = typer.Option(None, help="weights file (.safetensors or .pth, loaded safely)"),
     batch_size: int = typer.Option(16, min=1),
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes"),
-    device: Optional[str] = typer.Option(None, help="cuda | cpu (default: cuda when present)"),
+    device: Optional[str] = _device_option(),
     commit_every: int = typer.Option(256, min=1, help="images per committed shard (what a killed run keeps)"),
-    runtime: Optional[str] = typer.Option(None, help=RUNTIME_HELP),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Embed every painting of DATA into a feature store; a second run skips what is done.
 
@@ -179,6 +213,8 @@ def embed(
     from .distributed import DistEnv, embed_data_distributed
     from .embedding import Embedder
     from .runtime import export_request, make_embedder, runtime_choice
+
+    runtime = _value(runtime)
 
     env = DistEnv.from_env()
     if env.distributed or runtime_choice(runtime) == "torch":
@@ -201,7 +237,8 @@ def embed(
     (out_dir / "failures.csv").unlink(missing_ok=True)  # the list is this run's, not a stale one
     _report_failures(failures, out_dir / "failures.csv" if failures else None)
     err.print(f"{len(store)} paintings of {len(set(store.artists))} artists in {out_dir} "
-              f"({embedder.fingerprint['backbone']}, {view}, {pool}, dim {embedder.dim}, {embedder.device}, {embedder.runtime})")
+              f"({embedder.fingerprint['backbone']}, {view.value}, {pool.value}, dim {embedder.dim}, {embedder.device}, "
+              f"{embedder.runtime})")
 
 
 def _log_epoch(rec: dict) -> None:
@@ -213,13 +250,12 @@ def _log_epoch(rec: dict) -> None:
 def train(
     data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
     out_dir: Path = typer.Option(..., "--out", help="model directory to write"),
-    method: Method = typer.Option(Method(DEFAULT_METHOD), help="cosine | siamese (default: best measured) | "
-                                  "metric | classifier (over embeddings); "
-                                  "finetune | cnn (the backbone itself, from DATA's image files)"),
+    method: Method = typer.Option(DEFAULT_METHOD, help=METHOD_REGISTRY.describe() + " (default: the best measured, "
+                                  "docs/RESULTS.md section 7)"),
     backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store; cnn: the "
                                            "architecture trained from scratch, default cnn_baseline)"),
-    view: str = typer.Option(DEFAULT_VIEW, help="resize | center | corners | patches"),
-    pool: str = typer.Option(DEFAULT_POOL, help="gap | style | both"),
+    view: View = typer.Option(DEFAULT_VIEW, help=VIEW_REGISTRY.describe()),
+    pool: Pool = typer.Option(DEFAULT_POOL, help=POOL_REGISTRY.describe()),
     weights: Optional[Path] = typer.Option(None),
     input_size: Optional[int] = typer.Option(None, min=32, help="square input side in pixels (default: the "
                                              "backbone's own)"),
@@ -227,13 +263,9 @@ def train(
     epochs: int = typer.Option(40, min=1),
     lr: float = typer.Option(1e-3),
     batch_size: int = typer.Option(128, min=2),
-    loss: str = typer.Option("supcon", help="metric: supcon | contrastive | triplet | multisimilarity | arcface | subcenter_arcface"),
-    normaliser: str = typer.Option(DEFAULT_CHAIN, help="normaliser chain (steps: "
-                                   "power, center, l2, whiten[:DIM], wccn, lda[:DIM], csls[:K]); several joined "
-                                   "by '|' or 'auto': the best on validation artists; 'none'"),
-    cohort: Optional[list[Path]] = typer.Option(None, help="DATA|STORE of reference paintings the normalisers are "
-                                                "fitted on and the model ships (repeatable; default: the "
-                                                "training paintings)"),
+    loss: Loss = typer.Option("supcon", help="metric: " + LOSS_REGISTRY.help()),
+    normaliser: str = typer.Option(DEFAULT_CHAIN, callback=check_chain, help=NORMALISER_HELP),
+    cohort: Optional[list[Path]] = typer.Option(None, help=COHORT_HELP),
     val_artists: float = typer.Option(0.2, help="fraction of artists held out for validation"),
     test_artists: float = typer.Option(0.2, help="fraction of artists held out for the unseen test"),
     holdout: float = typer.Option(0.25, help="fraction of paintings of training artists kept for the seen test"),
@@ -242,7 +274,7 @@ def train(
     seed: int = typer.Option(0),
     tune: bool = typer.Option(False, "--tune", help="try learning rates × hidden widths; keep the best on "
                               "validation artists (heads over embeddings)"),
-    device: Optional[str] = typer.Option(None),
+    device: Optional[str] = _device_option(),
 ) -> None:
     """Train a pair scorer on artist-disjoint splits; the threshold is chosen on validation artists."""
     from .pipeline import labelled
@@ -250,66 +282,78 @@ def train(
     from .training import TrainOptions, train_model
 
     precomputed = read_split(split_file) if split_file else None
-    if method in (Method.finetune, Method.cnn):  # the backbone itself, from image files
-        from .training import train_from_images
-        from .training.finetune import CNN_BACKBONE
-
-        default = CNN_BACKBONE if method is Method.cnn else None
-        model, history, split = train_from_images(
-            data, out_dir, TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size,
-                                        normaliser=normaliser, seed=seed),
-            _embedding_config(backbone or default, view, pool, weights, input_size), val=val_artists,
-            test=test_artists, holdout=holdout, device=device, split_file=precomputed, log=_log_epoch)
-        v = model.info["validation"]
-        err.print(f"saved {out_dir}: {method.value} ({model.embedding['backbone']}, best epoch "
-                  f"{model.info['best_epoch']}), threshold {model.threshold:.4f}, validation AUC {v['auc']:.4f} on "
-                  f"{v['pairs']} pairs of {len(split['artists']['val'])} artists")
-        return
+    entry = METHOD_REGISTRY.get(method.value)
+    if entry.from_images:  # the backbone itself, from image files
+        opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, normaliser=normaliser,
+                            seed=seed)
+        config = _embedding_config(backbone or entry.default_backbone, view, pool, weights, input_size)
+        return _train_from_images(data, out_dir, opts, config, (val_artists, test_artists, holdout), device,
+                                  precomputed)
 
     prog, update = _progress("embedding")
     with prog:
         lab = labelled(data, _embedding_config(backbone, view, pool, weights, input_size), store_dir=store,
                        progress=update, device=device)
     _report_failures(lab.failures)
-    opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss,
+    opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss.value,
                         normaliser=normaliser, seed=seed)
 
     if precomputed is not None:
         precomputed = split_indices(precomputed, lab.names, lab.artists)
-    cohorts = []
-    for c in cohort or []:
-        cprog, update = _progress(f"cohort {c.name}")
-        with cprog:
-            clab = labelled(c, lab.embedding, progress=update, device=device)
-        _report_failures(clab.failures)
-        cohorts.append((clab, c))
+    cohorts = _labelled_cohorts(cohort or [], lab.embedding, device)
     model, history, split = train_model(lab, out_dir, opts, val=val_artists, test=test_artists, holdout=holdout,
                                         log=_log_epoch, split=precomputed, tune=tune, cohort=cohorts)
+    _print_saved(out_dir, f"{method.value}, normaliser {model.normaliser}", model, split)
+
+
+def _train_from_images(data: Path, out_dir: Path, opts, config, fractions: tuple, device, precomputed) -> None:
+    """train --method finetune | cnn: the backbone itself, trained from DATA's image files."""
+    from .training import train_from_images
+
+    val, test, holdout = fractions
+    model, history, split = train_from_images(data, out_dir, opts, config, val=val, test=test, holdout=holdout,
+                                              device=device, split_file=precomputed, log=_log_epoch)
+    _print_saved(out_dir, f"{opts.method} ({model.embedding['backbone']}, best epoch {model.info['best_epoch']})",
+                 model, split)
+
+
+def _labelled_cohorts(cohort: list[Path], embedding, device) -> list:
+    """[(Labelled, where), ...] of each --cohort DATA|STORE, embedded like the training data."""
+    from .pipeline import labelled
+
+    cohorts = []
+    for c in cohort:
+        cprog, update = _progress(f"cohort {c.name}")
+        with cprog:
+            clab = labelled(c, embedding, progress=update, device=device)
+        _report_failures(clab.failures)
+        cohorts.append((clab, c))
+    return cohorts
+
+
+def _print_saved(out_dir: Path, what: str, model, split: dict) -> None:
     v = model.info["validation"]
-    err.print(f"saved {out_dir}: {method.value}, normaliser {model.normaliser}, threshold {model.threshold:.4f}, "
-              f"validation AUC {v['auc']:.4f} on {v['pairs']} pairs of {len(split['artists']['val'])} artists")
-
-
-def _fmt(x, digits=3):
-    return "–" if x is None else f"{x:.{digits}f}"
+    err.print(f"saved {out_dir}: {what}, threshold {model.threshold:.4f}, validation AUC {v['auc']:.4f} on "
+              f"{v['pairs']} pairs of {len(split['artists']['val'])} artists")
 
 
 @app.command()
 def evaluate(
     data: Path = typer.Option(..., help="DATA folder or a feature STORE made with the model's backbone"),
     model: Path = typer.Option(DEFAULT_MODEL, help="model directory"),
-    split: Split = typer.Option(Split.all, help="seen | unseen | mix | all"),
-    protocol: Protocol = typer.Option(Protocol.balanced, help="balanced (the report's) | natural (all pairs)"),
+    split: Split = typer.Option("all", help=SPLITS.describe() + "; mix: mixed"),
+    protocol: Protocol = typer.Option("balanced", help=PROTOCOLS.describe()),
     pairs: Optional[Path] = typer.Option(None, help="CSV of pairs: image1,image2[,same]"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
     seed: int = typer.Option(0),
     bootstrap: int = typer.Option(200, min=0, help="bootstrap resamples for confidence intervals"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     report: Optional[Path] = typer.Option(None, help="also write a self-contained HTML report to this directory"),
-    device: Optional[str] = typer.Option(None),
+    device: Optional[str] = _device_option(),
 ) -> None:
     """Table 1 of the seed report for one model: accuracy, precision, recall, F1, ROC AUC, EER per split."""
-    from .evaluation.pairs import read_pairs_csv
+    from .pairs import read_pairs_csv
+    from .evaluation.metrics import METRICS
     from .evaluation.run import evaluate_model
     from .pipeline import labelled
     from .scoring import PairModel
@@ -339,18 +383,11 @@ def evaluate(
         if not groups:
             continue
         table = Table(title=f"{model.name} on {data} — {title} ({protocol.value}, threshold {pm.threshold:.3f})")
-        for col in ("split", "pairs", "pos", "accuracy", "precision", "recall", "F1", "ROC AUC", "AUC 95% CI", "EER",
-                    "TAR@1%FAR", "TAR@0.1%FAR", "MAP@R"):
-            table.add_column(col, justify="right")
+        table.add_column("split", justify="right")
+        for m in METRICS:
+            table.add_column(m.label, justify="right")
         for g, r in groups.items():
-            if r is None:
-                table.add_row(g, "0", *["–"] * 11)
-                continue
-            ci = r.get("auc_ci") or [None, None]
-            table.add_row(g, str(r["n_pairs"]), str(r["n_pos"]), _fmt(r["accuracy"]), _fmt(r["precision"]),
-                          _fmt(r["recall"]), _fmt(r["f1"]), _fmt(r["auc"]), f"{_fmt(ci[0])}–{_fmt(ci[1])}",
-                          _fmt(r["eer"]), _fmt(r.get("tar@far=1%")), _fmt(r.get("tar@far=0.1%")),
-                          _fmt(r.get("map@r")))
+            table.add_row(g, *[m.format(r) for m in METRICS])
         out.print(table)
 
 
@@ -364,10 +401,10 @@ def compare(
     pairs: Optional[Path] = typer.Option(None, help="CSV of pairs to compare (columns image1,image2) instead"),
     model: Path = typer.Option(DEFAULT_MODEL, help="model directory (default: the shipped model)"),
     threshold: Optional[float] = typer.Option(None, help="decision threshold on the score (default: the model's)"),
-    fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table | json (JSON lines) | csv"),
+    fmt: OutFormat = typer.Option("table", "--format", help="table | json (JSON lines) | csv"),
     as_json: bool = typer.Option(False, "--json", help="same as --format json"),
-    device: Optional[str] = typer.Option(None),
-    runtime: Optional[str] = typer.Option(None, help=RUNTIME_HELP),
+    device: Optional[str] = _device_option(),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Probability that one artist painted REFERENCE and each other image (or each --pairs row), and the verdict.
 
@@ -387,12 +424,12 @@ def compare(
         if images[0].is_dir():
             raise PainterIDError(f"{images[0]}: the reference must be one image, not a folder (folders go after it)")
         todo = [(images[0], other) for other in expand_images(images[1:], recursive=recursive)]
-    results = compare_pairs(todo, model_dir=model, threshold=threshold, device=device, runtime=runtime)
-    fmt = OutFormat.json if as_json else fmt
-    if fmt is OutFormat.json:
+    results = compare_pairs(todo, model_dir=model, threshold=threshold, device=device, runtime=_value(runtime))
+    fmt = OutFormat("json") if as_json else fmt
+    if fmt.value == "json":
         for r in results:
             print(json.dumps(r, ensure_ascii=False))
-    elif fmt is OutFormat.csv:
+    elif fmt.value == "csv":
         import csv
         w = csv.DictWriter(sys.stdout, fieldnames=list(results[0]))
         w.writeheader()
@@ -414,9 +451,9 @@ def index_build(
     data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
     out_dir: Path = typer.Option(..., "--out", help="index directory to write"),
     backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store)"),
-    view: str = typer.Option(DEFAULT_VIEW, help="resize | center | corners | patches"),
-    pool: str = typer.Option(DEFAULT_POOL, help="gap | style | both"),
-    kind: str = typer.Option("auto", help="auto | flat | hnsw | ivf (auto: exact up to 200k paintings)"),
+    view: View = typer.Option(DEFAULT_VIEW, help=VIEW_REGISTRY.describe()),
+    pool: Pool = typer.Option(DEFAULT_POOL, help=POOL_REGISTRY.describe()),
+    kind: IndexKind = typer.Option("auto", help=INDEX_KINDS.describe()),
     subcentres: int = typer.Option(1, min=1, help="prototypes per artist (for styles that changed over time)"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
 ) -> None:
@@ -425,7 +462,7 @@ def index_build(
 
     prog, update = _progress("embedding")
     with prog:
-        index, failures = build_index(data, out_dir, _embedding_config(backbone, view, pool, None), kind=kind,
+        index, failures = build_index(data, out_dir, _embedding_config(backbone, view, pool, None), kind=kind.value,
                                       n_subcentres=subcentres, store_dir=store, progress=update)
     _report_failures(failures)
     err.print(f"indexed {index.n} paintings of {len(index.prototype_artists)} artists ({index.kind}) in {out_dir}; "
@@ -441,7 +478,7 @@ def cohort_set(
     model: Path = typer.Argument(..., help="model directory (rewritten in place, atomically)"),
     data: Path = typer.Argument(..., help="DATA folder or feature STORE of reference paintings"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
-    device: Optional[str] = typer.Option(None),
+    device: Optional[str] = _device_option(),
 ) -> None:
     """Replace a model's cohort (e.g. by your own archive); its normalisers are refitted on it."""
     from .cohort import set_cohort
@@ -463,12 +500,12 @@ def identify(
     k: int = typer.Option(5, "-k", min=1, help="how many artists"),
     threshold: Optional[float] = typer.Option(None, help="open-set threshold (default: the index's)"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines"),
-    runtime: Optional[str] = typer.Option(None, help=RUNTIME_HELP),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """The k most likely artists of each painting, or "none of these" when no artist clears the threshold."""
     from .identify import identify as run_identify
 
-    for r in run_identify(images, index, k=k, threshold=threshold, runtime=runtime):
+    for r in run_identify(images, index, k=k, threshold=threshold, runtime=_value(runtime)):
         if as_json:
             print(json.dumps(r, ensure_ascii=False))
             continue
@@ -508,9 +545,11 @@ def table1(
     seed: int = typer.Option(0),
     bootstrap: int = typer.Option(0, min=0, help="bootstrap resamples for AUC intervals (JSON)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-    device: Optional[str] = typer.Option(None),
+    device: Optional[str] = _device_option(),
 ) -> None:
     """The seed report's Table 1 for several models, with the report's own figures beside ours."""
+    from .evaluation.metrics import format_metric
+    from .evaluation.table1 import TABLE1_METRICS
     from .evaluation.table1 import table1 as run_table1
 
     unknown = [a for a in ctx.args if a.startswith("-")]
@@ -524,16 +563,22 @@ def table1(
         out.print_json(json.dumps(res))
         return
     table = Table(title=f"Table 1 on {data} (balanced seen / unseen / mixed pairs)")
-    for col in ("model", "seen acc", "unseen acc", "mixed acc", "seen AUC", "unseen AUC", "mixed AUC", "pairs"):
-        table.add_column(col, justify="left" if col == "model" else "right")
     groups = ("seen", "unseen", "mixed")
+    table.add_column("model", justify="left")
+    for m in TABLE1_METRICS:
+        for g in groups:
+            table.add_column(f"{g} {m.label}", justify="right")
+    table.add_column("pairs", justify="right")
+
+    def cells(r):
+        return [format_metric(m, r[m.name][g]) for m in TABLE1_METRICS for g in groups]
+
     for r in res["rows"]:
-        table.add_row(f"{r['name']} ({Path(r['model']).name})", *[_fmt(r["accuracy"][g]) for g in groups],
-                      *[_fmt(r["auc"][g]) for g in groups], " / ".join(str(r["n_pairs"][g]) for g in groups))
+        table.add_row(f"{r['name']} ({Path(r['model']).name})", *cells(r),
+                      " / ".join(str(r["n_pairs"][g]) for g in groups))
     table.add_section()
     for r in res["reference"]:
-        table.add_row(f"[dim]{r['name']}[/]", *[_fmt(r["accuracy"][g]) for g in groups],
-                      *[_fmt(r["auc"][g]) for g in groups], "[dim]*[/]")
+        table.add_row(f"[dim]{r['name']}[/]", *cells(r), "[dim]*[/]")
     table.caption = f"* {res['reference_note']} (Kaggle winner: 'mixed' = overall)"
     out.print(table)
 
@@ -547,7 +592,7 @@ def submit(
                                          "default DATA/submission_info.csv"),
     chunk: int = typer.Option(1_000_000, min=1, help="pairs read, scored and written per block"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of the images (default: cache)"),
-    device: Optional[str] = typer.Option(None),
+    device: Optional[str] = _device_option(),
 ) -> None:
     """Kaggle submission: p(same artist) of every pair of submission_info.csv, streamed in chunks."""
     from .submit import prepare_submission, write_submission
@@ -570,7 +615,7 @@ def explain(
     image_b: Path = typer.Argument(..., help="second painting"),
     out_png: Path = typer.Option(..., "--out", help="PNG to write (the two paintings with their heatmaps)"),
     model: Path = typer.Option(DEFAULT_MODEL, help="model directory (default: the shipped model)"),
-    device: Optional[str] = typer.Option(None),
+    device: Optional[str] = _device_option(),
 ) -> None:
     """Heatmaps (Grad-CAM) of the regions of both paintings that drive their pair score, side by side as a PNG.
 
@@ -702,14 +747,18 @@ def main() -> None:
         print("painterid: interrupted; finished work is kept (run the same command again to resume)",
               file=sys.stderr)
         sys.exit(130)
+    except typer.TyperException as exc:  # usage errors (bad option value, missing argument): one line
+        if type(exc).__name__ == "NoArgsIsHelpError" or not hasattr(exc, "format_message"):
+            exc.show()  # a bare command: its help
+            sys.exit(2)
+        msg = " ".join(exc.format_message().split()).replace("Value error, ", "")
+        print(f"painterid: error: {msg}", file=sys.stderr)
+        sys.exit(2)
     except Terminated:
         print("painterid: stopped (SIGTERM); finished work is kept (run the same command again to resume)",
               file=sys.stderr)
         sys.exit(143)
     except Exception as exc:
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors from Typer's click
-            exc.show()
-            sys.exit(2)
         line = _io_error_line(exc)
         if line is None:
             raise

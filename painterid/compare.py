@@ -142,14 +142,13 @@ def read_pair_list(path: Path) -> list[tuple[Path, Path]]:
     import csv
 
     from .errors import DataError
+    from .io import check_columns
 
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in ("image1", "image2") if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(missing)} (need image1,image2)")
+            reader.fieldnames = check_columns(path, reader.fieldnames, ("image1", "image2"), expected="image1,image2")
             pairs = [(path.parent / r["image1"].strip(), path.parent / r["image2"].strip()) for r in reader
                      if r.get("image1") and r.get("image2")]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

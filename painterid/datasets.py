@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError
+from .io import check_columns
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 KAGGLE_CSVS = ("train_info.csv", "all_data_info.csv")
@@ -66,9 +67,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh, restval="")
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+            check_columns(path, reader.fieldnames, required)
             return list(reader)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8") from None
@@ -132,37 +131,3 @@ def _read_kaggle(root: Path, info: Path) -> Dataset:
         by_name = {r["filename"]: r["source"] for r in src_rows}
         sources = [by_name.get(n, "") for n in names]
     return Dataset(root, "kaggle", files, artists, names, sources=sources, dropped=dropped)
-
-
-def split_paintings(artists: list[str], val: float = 0.2, test: float = 0.2, holdout: float = 0.25,
-                    seed: int = 0) -> dict:
-    """Artist-disjoint train / validation / test split, plus held-out paintings of training artists.
-
-    Returns {"artists": {"train", "val", "test"}, "indices": {"train", "val", "test_seen", "test_unseen"}}.
-    Held-out paintings of training artists (for the seen-artist test) come only from artists with at least
-    four paintings, two or more each, so they form same-artist pairs.
-    """
-    import numpy as np
-
-    from .evaluation.pairs import split_artists
-
-    train_frac = 1.0 - val - test
-    if train_frac <= 0:
-        raise DataError("--val-artists plus --test-artists must leave some artists for training")
-    groups = split_artists(artists, fractions=(train_frac, val, test), seed=seed)
-    rng = np.random.default_rng(seed)
-    arr = np.asarray(artists, dtype=object)
-    train_set = set(groups["train"])
-    idx = {"train": [], "val": [], "test_seen": [], "test_unseen": []}
-    for a in sorted(train_set):
-        rows = np.flatnonzero(arr == a)
-        n_hold = int(round(holdout * len(rows))) if len(rows) >= 4 else 0
-        n_hold = max(2, n_hold) if n_hold else 0
-        rows = rng.permutation(rows)
-        idx["test_seen"].extend(rows[:n_hold].tolist())
-        idx["train"].extend(rows[n_hold:].tolist())
-    val_set, test_set = set(groups["val"]), set(groups["test"])
-    idx["val"] = [i for i, a in enumerate(artists) if a in val_set]
-    idx["test_unseen"] = [i for i, a in enumerate(artists) if a in test_set]
-    return {"artists": {k: sorted(v) for k, v in groups.items()},
-            "indices": {k: np.array(sorted(v), dtype=np.int64) for k, v in idx.items()}}

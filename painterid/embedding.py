@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -38,6 +38,48 @@ class EmbeddingConfig:
     n_patches: int = 8
     weights: str | None = None  # a user-supplied weights file; None = the registry's source
     input_size: int | None = None  # square input side in pixels; None = the backbone's own (CNNs run at any size)
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingFingerprint(Mapping):
+    """What made a vector, as artefacts record it (a store's, a model's, an index's ``embedding``).
+
+    Frozen and typed; it reads like the JSON dict it is saved as (same keys, ``fp["backbone"]``, ``dict(fp)``),
+    so stores and models written before it still load and match.  ``as_dict()`` is its JSON form."""
+
+    backbone: str
+    weights_id: str | None
+    weights_file: str | None
+    view: str
+    pool: str
+    n_patches: int | None
+    input_size: list
+    mean: list
+    std: list
+    interpolation: str | None
+    crop_pct: float | None
+    dim: int
+    painterid_version: str = __version__
+
+    def as_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), (list, tuple)) else v)
+                for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "EmbeddingFingerprint":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def __getitem__(self, key: str):
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -111,21 +153,20 @@ class Embedder:
         self.combine = VIEW_COMBINE[config.view]
         n_views = self.transform.n_views
         dim = self.extractor.dim * (n_views if self.combine == "concat" else 1)
-        self.fingerprint = {
-            "backbone": config.backbone,
-            "weights_id": weights_id(config.backbone, config.weights),
-            "weights_file": str(config.weights) if config.weights else None,
-            "view": config.view,
-            "pool": config.pool,
-            "n_patches": config.n_patches if config.view == "patches" else None,
-            "input_size": list(data_config["input_size"]),
-            "mean": list(data_config["mean"]),
-            "std": list(data_config["std"]),
-            "interpolation": data_config.get("interpolation"),
-            "crop_pct": data_config.get("crop_pct"),
-            "dim": int(dim),
-            "painterid_version": __version__,
-        }
+        self.fingerprint = EmbeddingFingerprint(
+            backbone=config.backbone,
+            weights_id=weights_id(config.backbone, config.weights),
+            weights_file=str(config.weights) if config.weights else None,
+            view=config.view,
+            pool=config.pool,
+            n_patches=config.n_patches if config.view == "patches" else None,
+            input_size=list(data_config["input_size"]),
+            mean=list(data_config["mean"]),
+            std=list(data_config["std"]),
+            interpolation=data_config.get("interpolation"),
+            crop_pct=data_config.get("crop_pct"),
+            dim=int(dim),
+        )
 
     @property
     def dim(self) -> int:
@@ -208,23 +249,27 @@ def config_from_fingerprint(fp: dict, base_dir: str | os.PathLike | None = None)
                            n_patches=fp.get("n_patches") or 8, weights=weights, input_size=square)
 
 
-def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder, artists: Sequence[str] | None = None,
-                  names: Sequence[str] | None = None, sources: Sequence[str] | None = None,
-                  commit_every: int = 256, progress: Callable[[int, int], None] | None = None):
-    """Embed the files the store lacks, committing every `commit_every`; returns the failures.
+def embedder_for(artefact, base_dir: str | os.PathLike | None = None, device=None, batch_size: int = 16,
+                 num_workers: int | None = None) -> Embedder:
+    """The Embedder that reproduces an artefact's embedding: a PairModel (its fingerprint, its directory for a
+    trained backbone file) or a fingerprint dict (a store's, an index's; `base_dir` its directory).  Refuses a
+    backbone on this machine that would give other vectors than the artefact was made with."""
+    fingerprint = getattr(artefact, "embedding", artefact)
+    if base_dir is None:
+        base_dir = getattr(artefact, "root", None)
+    from .io import check_config_match
 
-    A file whose content is already in the store (same sha256) is not recomputed: its vector is reused.
-    """
-    from .store import Row, file_sha256
+    embedder = Embedder(config_from_fingerprint(fingerprint, base_dir), device=device, batch_size=batch_size,
+                        num_workers=num_workers)
+    check_config_match(embedder.fingerprint, fingerprint, what="this machine's backbone",
+                       fix="install the weights the model was made with")
+    return embedder
 
-    store.runtime = getattr(embedder, "runtime", None)
-    files = [str(Path(f)) for f in files]
-    n = len(files)
-    artists = list(artists) if artists is not None else [""] * n
-    names = list(names) if names is not None else [Path(f).name for f in files]
-    sources = list(sources) if sources is not None else [""] * n
 
-    have_paths = {r.path for r in store.rows}
+def _hash_new_files(files: list[str], have_paths: set[str]) -> tuple[list[int], dict[int, str], list]:
+    """(indices of files not yet in the store, their sha256, (file, message) of those that cannot be read)."""
+    from .store import file_sha256
+
     failures: list[tuple[str, str]] = []
     todo, hashes = [], {}
     for i, f in enumerate(files):
@@ -236,7 +281,26 @@ def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder,
             failures.append((f, f"{f}: cannot read ({exc.strerror or exc})"))
             continue
         todo.append(i)
+    return todo, hashes, failures
 
+
+def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder, artists: Sequence[str] | None = None,
+                  names: Sequence[str] | None = None, sources: Sequence[str] | None = None,
+                  commit_every: int = 256, progress: Callable[[int, int], None] | None = None):
+    """Embed the files the store lacks, committing every `commit_every`; returns the failures.
+
+    A file whose content is already in the store (same sha256) is not recomputed: its vector is reused.
+    """
+    from .store import Row
+
+    store.runtime = getattr(embedder, "runtime", None)
+    files = [str(Path(f)) for f in files]
+    n = len(files)
+    artists = list(artists) if artists is not None else [""] * n
+    names = list(names) if names is not None else [Path(f).name for f in files]
+    sources = list(sources) if sources is not None else [""] * n
+
+    todo, hashes, failures = _hash_new_files(files, {r.path for r in store.rows})
     done = n - len(todo) - len(failures)
     if progress:
         progress(done, n)

@@ -136,46 +136,12 @@ def _display(img, max_side: int):
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS), s
 
 
-def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, out: str | os.PathLike | None = None,
-                 device: str | None = None, cam: str = "auto", embedder=None,
-                 max_side: int = DISPLAY_MAX_SIDE) -> dict:
-    """Grad-CAM maps of both paintings for their pair score under ``model`` (a PairModel or its directory).
-
-    Returns ``score`` / ``probability`` / ``same_artist`` / ``threshold`` (as ``compare`` gives them),
-    ``explained_score`` (the raw head score that was differentiated), ``map_a`` / ``map_b`` (float32 in [0, 1],
-    the shape of each image as displayed: the image itself up to ``max_side`` px), ``explained_view`` and,
-    when ``out`` is given, ``out`` (the PNG written atomically)."""
+def _cams(pm, embedder, transform, img_a, img_b, cam: str):
+    """Differentiate the raw head score of the pair through the feature maps; (embeddings, raw score, maps)."""
     import torch
     import torch.nn.functional as F
 
-    from .embedding import Embedder, config_from_fingerprint
-    from .images import ViewTransform, load_image
-    from .io import check_config_match
-    from .scoring import PairModel
-
-    if cam not in CAMS:
-        raise PainterIDError(f"unknown cam '{cam}'; choose one of: {', '.join(CAMS)}")
-    if out is not None and Path(out).suffix.lower() != ".png":
-        raise PainterIDError(f"{out}: the heatmap figure is a PNG; give a file name ending in .png")
-    img_a, img_b = load_image(image_a), load_image(image_b)
-    pm = model if isinstance(model, PairModel) else PairModel.load(model)
-    if embedder is None:
-        embedder = Embedder(config_from_fingerprint(pm.embedding), device=device, num_workers=0, batch_size=2)
-    check_config_match(embedder.fingerprint, pm.embedding, what="this machine's backbone",
-                       fix="install the weights the model was made with")
-
-    view = embedder.config.view
-    if embedder.combine == "mean":  # patches: the resized whole image stands in for the patches
-        transform = ViewTransform("resize", embedder.data_config)
-        explained_view = "resize (the whole image standing in for the model's patches)"
-    else:
-        transform = embedder.transform
-        explained_view = view if view in ("resize", "center") else "resize (view 0 of the model's corners)"
-    box_view = "center" if view == "center" else "resize"
-
     extractor = embedder.extractor
-    if cam == "auto":
-        cam = "gradcam" if extractor.pool == "gap" else "hirescam"
     with torch.inference_mode(False), torch.enable_grad():  # works when the caller is in inference mode
         views = torch.stack([transform(img_a), transform(img_b)])  # [2, V, 3, H, W]
         n_views = views.shape[1]
@@ -194,7 +160,60 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
     fmap = _as_nchw(fmap.detach(), num_chs, extractor.model)
     grad = _as_nchw(grad, num_chs, extractor.model)
     rows = [0, n_views]  # view 0 of a, view 0 of b
-    cams = gradcam(fmap[rows].float(), grad[rows].float(), cam)
+    return emb, raw, gradcam(fmap[rows].float(), grad[rows].float(), cam)
+
+
+def _framed(img_a, img_b, cams, box_view: str, data_config: dict, max_side: int):
+    """Each image as displayed, its map placed in the frame of the view, and the view's box (None: whole image)."""
+    shown, maps, boxes = [], [], []
+    for img, c in zip((img_a, img_b), cams):
+        disp, s = _display(img, max_side)
+        box = view_box(box_view, img.width, img.height, data_config)
+        shown.append(disp)
+        maps.append(_to_frame(c, box, disp.size, s))
+        boxes.append(None if box_view == "resize" else tuple(v * s for v in box))
+    return shown, maps, boxes
+
+
+def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, out: str | os.PathLike | None = None,
+                 device: str | None = None, cam: str = "auto", embedder=None,
+                 max_side: int = DISPLAY_MAX_SIDE) -> dict:
+    """Grad-CAM maps of both paintings for their pair score under ``model`` (a PairModel or its directory).
+
+    Returns ``score`` / ``probability`` / ``same_artist`` / ``threshold`` (as ``compare`` gives them),
+    ``explained_score`` (the raw head score that was differentiated), ``map_a`` / ``map_b`` (float32 in [0, 1],
+    the shape of each image as displayed: the image itself up to ``max_side`` px), ``explained_view`` and,
+    when ``out`` is given, ``out`` (the PNG written atomically)."""
+    from .embedding import embedder_for
+    from .images import ViewTransform, load_image
+    from .io import check_config_match
+    from .scoring import PairModel
+
+    if cam not in CAMS:
+        raise PainterIDError(f"unknown cam '{cam}'; choose one of: {', '.join(CAMS)}")
+    if out is not None and Path(out).suffix.lower() != ".png":
+        raise PainterIDError(f"{out}: the heatmap figure is a PNG; give a file name ending in .png")
+    img_a, img_b = load_image(image_a), load_image(image_b)
+    pm = model if isinstance(model, PairModel) else PairModel.load(model)
+    if embedder is None:  # the model's own backbone file (finetune, cnn) resolved against its directory
+        embedder = embedder_for(pm, device=device, num_workers=0, batch_size=2)
+    else:
+        check_config_match(embedder.fingerprint, pm.embedding, what="this machine's backbone",
+                           fix="install the weights the model was made with")
+
+    view = embedder.config.view
+    if embedder.combine == "mean":  # patches: the resized whole image stands in for the patches
+        transform = ViewTransform("resize", embedder.data_config)
+        explained_view = "resize (the whole image standing in for the model's patches)"
+    else:
+        transform = embedder.transform
+        explained_view = view if view in ("resize", "center") else "resize (view 0 of the model's corners)"
+    box_view = "center" if view == "center" else "resize"
+
+    extractor = embedder.extractor
+    if cam == "auto":
+        cam = "gradcam" if extractor.pool == "gap" else "hirescam"
+    emb, raw, cams = _cams(pm, embedder, transform, img_a, img_b, cam)
 
     if embedder.combine == "mean":  # the model's own score comes from its patches
         vecs = embedder.embed_images([img_a, img_b])
@@ -203,13 +222,7 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
     score = float(pm.scores(vecs[:1], vecs[1:])[0])
     probability = float(pm.probability(np.array([score]))[0])
 
-    shown, maps, boxes = [], [], []
-    for img, c in zip((img_a, img_b), cams):
-        disp, s = _display(img, max_side)
-        box = view_box(box_view, img.width, img.height, embedder.data_config)
-        shown.append(disp)
-        maps.append(_to_frame(c, box, disp.size, s))
-        boxes.append(None if box_view == "resize" else tuple(v * s for v in box))
+    shown, maps, boxes = _framed(img_a, img_b, cams, box_view, embedder.data_config, max_side)
     result = {
         "image_a": str(image_a), "image_b": str(image_b), "score": round(score, 6),
         "probability": round(probability, 6), "threshold": pm.threshold, "same_artist": bool(score >= pm.threshold),
@@ -265,16 +278,12 @@ def render_explanation(images, maps, names, title: str, boxes=None, note: str = 
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from .io import atomic_write_bytes
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise PainterIDError(f"{path}: cannot write the figure ({exc.strerror or exc})") from None
     return path
 

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from painterid.errors import PainterIDError
+from painterid.pools import POOL_REGISTRY, POOLS, Pool
 
-__all__ = ["POOLS", "FeatureExtractor", "channel_stats", "signed_sqrt"]
+__all__ = ["POOLS", "POOL_REGISTRY", "Pool", "FeatureExtractor", "channel_stats", "signed_sqrt"]
 
-POOLS = ("gap", "style", "both")
 
 _EPS = 1e-12
 
@@ -79,12 +79,11 @@ class FeatureExtractor(nn.Module):
 
     def __init__(self, model: nn.Module, pool: str = "gap", stages: Sequence[int] | None = None):
         super().__init__()
-        if pool not in POOLS:
-            raise PainterIDError(f"unknown pool '{pool}'; choose one of: {', '.join(POOLS)}")
+        POOL_REGISTRY.get(pool)  # an unknown pool: one line naming the valid ones
         self.model = model
         self.pool = pool
         info = _feature_info(model)
-        if pool != "gap" and not info:
+        if POOL_REGISTRY.get(pool).needs_stages and not info:
             raise PainterIDError(f"pool '{pool}' needs a timm model with feature_info; use pool 'gap'")
         n = len(info)
         if stages is not None and (not stages or any(not -n <= int(i) < n for i in stages)):
@@ -179,7 +178,7 @@ class FeatureExtractor(nn.Module):
         return self._dim
 
     def _dry_run_dim(self) -> int:
-        size = _input_size(self.model)
+        size = model_input_size(self.model)
         try:
             param = next(self.model.parameters())
             device, dtype = param.device, param.dtype
@@ -199,7 +198,7 @@ class FeatureExtractor(nn.Module):
         return f"pool={self.pool!r}, stages={self.stage_indices}"
 
 
-def _input_size(model: nn.Module) -> tuple[int, int, int]:
+def model_input_size(model: nn.Module) -> tuple[int, int, int]:
     """(C, H, W) the model runs at: a ViT's fixed patch-embed size, else its pretrained config's."""
     img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if img_size is not None:

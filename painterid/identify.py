@@ -7,6 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .pairs import Choice
+from .registry import Registry
+
+#: The FAISS index kinds (`index build --kind`).
+INDEX_KINDS: Registry[Choice] = Registry("index kind")
+for _name, _help in (("auto", "flat up to 200k paintings, hnsw above"), ("flat", "exact search"),
+                     ("hnsw", "approximate graph search"), ("ivf", "approximate inverted lists")):
+    INDEX_KINDS.register(Choice(_name, _help))
 
 
 def leave_one_out_search(vectors: np.ndarray, artists: list[str], k: int = 5, max_queries: int = 5000,

@@ -16,27 +16,41 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from painterid.errors import ImageError
+from painterid.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["VIEWS", "VIEW_COMBINE", "ViewTransform", "load_image"]
+__all__ = ["VIEWS", "VIEW_COMBINE", "VIEW_REGISTRY", "View", "ViewTransform", "load_image"]
 
-#: The views a painting can be seen through (see ``ViewTransform``).
-VIEWS: tuple[str, ...] = ("resize", "center", "corners", "patches")
+@dataclass(frozen=True)
+class View:
+    """One way a backbone sees a painting: how many crops, and how their vectors fold into one."""
+
+    name: str
+    help: str
+    combine: str  # single | concat | mean: how the embedder folds the per-view vectors of one image
+    n_views: int | None  # None: n_patches
+
+
+#: The views a painting can be seen through (see ``ViewTransform``); the CLI's --view choices.
+VIEW_REGISTRY: Registry[View] = Registry("view")
+for _v in (View("resize", "the whole painting squashed to the input size", "single", 1),
+           View("center", "a centre crop, timm eval style", "single", 1),
+           View("corners", "resize + the four corner crops at native resolution, concatenated", "concat", 5),
+           View("patches", "n_patches crops at native resolution on a grid, averaged", "mean", None)):
+    VIEW_REGISTRY.register(_v)
+
+VIEWS: tuple[str, ...] = VIEW_REGISTRY.names()
 
 #: How the embedder combines the per-view vectors of one image.
-VIEW_COMBINE: dict[str, str] = {
-    "resize": "single",
-    "center": "single",
-    "corners": "concat",
-    "patches": "mean",
-}
+VIEW_COMBINE: dict[str, str] = {v.name: v.combine for v in VIEW_REGISTRY}
 
 # Raster formats we are willing to decode. Pillow's vector/odd formats (EPS calls Ghostscript,
 # WMF, MPEG, TGA without a magic number, ...) are deliberately excluded: a file named .jpg must
@@ -81,6 +95,41 @@ def _fail(path: str, what: str) -> ImageError:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_file(p: str) -> None:
+    """Cheap checks before decoding, with precise messages."""
+    if not os.path.lexists(p):
+        raise _fail(p, "no such file")
+    if os.path.isdir(p):
+        raise _fail(p, "is a directory, not an image file")
+    if not os.path.exists(p):
+        raise _fail(p, "broken symbolic link")
+    try:
+        if os.path.getsize(p) == 0:
+            raise _fail(p, "empty file (0 bytes)")
+    except OSError as e:
+        raise _fail(p, f"cannot read file ({e.strerror or type(e).__name__})") from None
+
+
+def _decode(p: str, max_side: int | None) -> Image.Image:
+    """Open and fully decode the first frame, EXIF orientation applied, as RGB (a copy detached from the file)."""
+    with Image.open(p, formats=_formats()) as im:
+        # Image.open leaves animated files (GIF, WebP, APNG, multi-page TIFF) on frame 0.
+        if max_side is not None and im.format in ("JPEG", "MPO"):
+            im.draft("RGB", (int(max_side), int(max_side)))
+        im.load()  # force the full decode here, inside the try
+        img: Image.Image = im
+        try:
+            transposed = ImageOps.exif_transpose(img)
+        except Exception:  # a malformed EXIF block must not make a good image unreadable
+            transposed = None
+        if transposed is not None:
+            img = transposed
+        rgb = _to_rgb(img)
+        if rgb is im:  # detach from the file that the with-block closes
+            rgb = im.copy()
+    return rgb
+
+
 def load_image(path: str | os.PathLike[str], max_side: int | None = 4096) -> Image.Image:
     """Decode ``path`` fully into an RGB image.
 
@@ -102,40 +151,14 @@ def load_image(path: str | os.PathLike[str], max_side: int | None = 4096) -> Ima
         raise ValueError(f"max_side must be a positive integer or None, got {max_side!r}")
     p = os.fsdecode(os.fspath(path))
 
-    # Cheap checks first, with precise messages.
-    if not os.path.lexists(p):
-        raise _fail(p, "no such file")
-    if os.path.isdir(p):
-        raise _fail(p, "is a directory, not an image file")
-    if not os.path.exists(p):
-        raise _fail(p, "broken symbolic link")
-    try:
-        if os.path.getsize(p) == 0:
-            raise _fail(p, "empty file (0 bytes)")
-    except OSError as e:
-        raise _fail(p, f"cannot read file ({e.strerror or type(e).__name__})") from None
-
+    _check_file(p)
     try:
         with warnings.catch_warnings():
             # Pillow's metadata chatter (corrupt EXIF, odd TIFF tags) is not the user's problem here;
             # the decompression-bomb warning (a RuntimeWarning) becomes an error.
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p, formats=_formats()) as im:
-                # Image.open leaves animated files (GIF, WebP, APNG, multi-page TIFF) on frame 0.
-                if max_side is not None and im.format in ("JPEG", "MPO"):
-                    im.draft("RGB", (int(max_side), int(max_side)))
-                im.load()  # force the full decode here, inside the try
-                img: Image.Image = im
-                try:
-                    transposed = ImageOps.exif_transpose(img)
-                except Exception:  # a malformed EXIF block must not make a good image unreadable
-                    transposed = None
-                if transposed is not None:
-                    img = transposed
-                rgb = _to_rgb(img)
-                if rgb is im:  # detach from the file that the with-block closes
-                    rgb = im.copy()
+            rgb = _decode(p, max_side)
             if max_side is not None:
                 rgb = _cap_longest_side(rgb, int(max_side))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -293,18 +316,14 @@ class ViewTransform:
         self.std = std
         self.crop_pct = crop_pct
         self.interpolation_name = str(data_config.get("interpolation") or "bicubic").lower()
-        self.interpolation = _interpolation(self.interpolation_name)
+        self.interpolation = interpolation_mode(self.interpolation_name)
         self.n_patches = int(n_patches)
         self.patch_max_side = int(patch_max_side)
 
     # -- public -------------------------------------------------------------------------------
     @property
     def n_views(self) -> int:
-        return {"resize": 1, "center": 1, "corners": 5, "patches": self.n_patches}[self.view]
-
-    @property
-    def combine(self) -> str:
-        return VIEW_COMBINE[self.view]
+        return VIEW_REGISTRY.get(self.view).n_views or self.n_patches
 
     def __repr__(self) -> str:
         extra = f", n_patches={self.n_patches}, patch_max_side={self.patch_max_side}" if self.view == "patches" else ""
@@ -419,7 +438,7 @@ def patch_grid(width: int, height: int, patch_w: int, patch_h: int, n: int) -> l
     return [cells[i] for i in picks]
 
 
-def _interpolation(name: str) -> Any:
+def interpolation_mode(name: str) -> Any:
     from torchvision.transforms import InterpolationMode
 
     aliases = {"lanczos": "lanczos", "bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest",

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,11 +28,12 @@ from safetensors.numpy import load_file, save_file
 
 from . import __version__
 from .errors import ArtefactError, DataError
-from .io import check_replaceable, read_stable, replacing
+from .identify import INDEX_KINDS
+from .io import atomic_dir, check_kind, check_replaceable, read_stable
 
 FORMAT_VERSION = 1
 ARTEFACT = "painterid.artist-index"
-KINDS = ("auto", "flat", "hnsw", "ivf")
+KINDS = INDEX_KINDS.names()
 #: `kind="auto"` uses an exact flat index up to this many vectors, HNSW above.
 AUTO_APPROX_THRESHOLD = 200_000
 HNSW_M = 32
@@ -115,20 +115,6 @@ def _short(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _fsync_path(path: Path) -> None:
-    """Best-effort fsync of a file or directory."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def recall_at_k(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float:
     """Mean fraction of the exact top-k (per query row) found in the approximate top-k.
 
@@ -152,6 +138,18 @@ def recall_at_k(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float:
 
 
 # -- the index --------------------------------------------------------------------------------------
+def _check_embedding(root: Path, have: dict, want: dict) -> None:
+    """Refuse an index built with other embedding settings than `want`, naming the first differences."""
+    expected = _json_normalise(want)
+    diff = _config_diff(have, expected)
+    if diff:
+        detail = ", ".join(f"{k} (index: {_short(_lookup(have, k))}, now: {_short(_lookup(expected, k))})"
+                           for k in diff[:5])
+        more = f" and {len(diff) - 5} more" if len(diff) > 5 else ""
+        raise ArtefactError(f"{root}: index was built with other embedding settings, differing in "
+                            f"{detail}{more}; rebuild the index with `painterid index build`")
+
+
 class ArtistIndex:
     """Paintings (exact or approximate inner-product index) plus per-artist prototypes.
 
@@ -195,8 +193,7 @@ class ArtistIndex:
         2 * n_subcentres paintings up to that many k-means prototypes. `use_gpu`: None uses a GPU when
         faiss has one, False never does.
         """
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        INDEX_KINDS.get(kind)  # an unknown kind: one line naming the valid ones
         if int(n_subcentres) < 1:
             raise ValueError(f"n_subcentres must be >= 1, got {n_subcentres}")
         n_subcentres = int(n_subcentres)
@@ -317,11 +314,6 @@ class ArtistIndex:
         return (f"ArtistIndex(kind={self.kind!r}, n={self.n}, dim={self.dim}, "
                 f"artists={len(self.prototype_artists)}, prototypes={self.prototypes.shape[0]})")
 
-    @property
-    def artist_names(self) -> list[str]:
-        """The distinct artists in the index, sorted."""
-        return list(self.prototype_artists)
-
     def search_paintings(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k paintings per query: (scores [Q, k] float32, rows [Q, k] int64), best first.
 
@@ -400,21 +392,11 @@ class ArtistIndex:
         """Write the index directory atomically (temporary sibling, then rename into place)."""
         target = Path(path)
         check_replaceable(target, "artefact", ARTEFACT, "an artist index")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-        old = target.with_name(f"{target.name}.old-{os.getpid()}")
-        for leftover in (tmp, old):
-            if leftover.exists():
-                shutil.rmtree(leftover)
         try:
-            tmp.mkdir()
-            self._write(tmp)
-            for name in REQUIRED_FILES:
-                _fsync_path(tmp / name)
-            _fsync_path(tmp)
-        except BaseException as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, OSError) or (isinstance(e, Exception) and re.search(r"write error|I/O error", str(e))):
+            with atomic_dir(target) as tmp:  # a second `index build --out` here waits; readers use read_stable
+                self._write(tmp)
+        except Exception as e:
+            if isinstance(e, OSError) or re.search(r"write error|I/O error", str(e)):
                 # faiss reports a full disk as a RuntimeError "... write error in FILE ... (reason)"
                 reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip()
                 m = re.search(r"\(([^()]+)\)$", reason)
@@ -422,19 +404,6 @@ class ArtistIndex:
                 what = "the previous index is kept" if target.exists() else "nothing was written"
                 raise ArtefactError(f"cannot write index to {target}: {reason}; {what}") from e
             raise
-        with replacing(target):  # a second `index build --out` here waits; readers see old or new (read_stable)
-            if target.exists():
-                os.replace(target, old)
-                try:
-                    os.replace(tmp, target)
-                except BaseException:
-                    os.replace(old, target)  # put the previous index back
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise
-            else:
-                os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-        _fsync_path(target.parent)
         return target
 
     def _write(self, root: Path) -> None:
@@ -471,26 +440,13 @@ class ArtistIndex:
             config = json.loads((root / CONFIG).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ArtefactError(f"{root / CONFIG}: unreadable ({e})") from None
-        if not isinstance(config, dict) or config.get("artefact") != ARTEFACT:
-            raise ArtefactError(f"{root}: not an artist index (config.json is of another kind)")
-        version = config.get("format_version")
-        if not isinstance(version, int):
-            raise ArtefactError(f"{root / CONFIG}: no valid format_version")
-        if version > FORMAT_VERSION:
-            raise ArtefactError(f"{root}: index format {version} is newer than this painterid supports "
-                                f"({FORMAT_VERSION}); upgrade painterid or rebuild the index")
+        check_kind(config, root, ARTEFACT, FORMAT_VERSION, "an artist index", kind_key="artefact",
+                   fix="upgrade painterid or rebuild the index")
         for key in ("kind", "dim", "n", "n_subcentres", "embedding_config"):
             if key not in config:
                 raise ArtefactError(f"{root / CONFIG}: missing {key!r}")
         if expected_embedding_config is not None:
-            expected = _json_normalise(expected_embedding_config)
-            diff = _config_diff(config["embedding_config"], expected)
-            if diff:
-                detail = ", ".join(f"{k} (index: {_short(_lookup(config['embedding_config'], k))}, "
-                                   f"now: {_short(_lookup(expected, k))})" for k in diff[:5])
-                more = f" and {len(diff) - 5} more" if len(diff) > 5 else ""
-                raise ArtefactError(f"{root}: index was built with other embedding settings, differing in "
-                                    f"{detail}{more}; rebuild the index with `painterid index build`")
+            _check_embedding(root, config["embedding_config"], expected_embedding_config)
         try:
             index = faiss.read_index(str(root / INDEX))
         except Exception as e:

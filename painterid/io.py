@@ -1,4 +1,5 @@
-"""Writing artefacts safely and checking that they match what a command expects."""
+"""The one artefact module: atomic writes (a file, a streamed file, a directory), kind / format-version checks,
+embedding-config matching, and CSV header checks.  Every artefact painterid writes goes through here."""
 
 from __future__ import annotations
 
@@ -7,32 +8,70 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
-from .errors import ArtefactError
+from .errors import ArtefactError, DataError
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Best-effort fsync of a file or directory."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w", tmp: str | os.PathLike | None = None,
+                **open_kwargs) -> Iterator[IO]:
+    """Open a temporary sibling of `path` for writing; on success it is fsynced and renamed onto `path`, on any
+    error it is removed (readers see the old file or the new one, never half of one).  `tmp`: its name."""
+    path = Path(path)
+    tmp = Path(tmp) if tmp is not None else path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if "b" not in mode:
+        open_kwargs.setdefault("encoding", "utf-8")
+    try:
+        with open(tmp, mode, **open_kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file under a temporary name, then rename it into place."""
+    with atomic_file(path, "wb") as fh:
+        fh.write(data)
 
 T = TypeVar("T")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file under a temporary name, then rename it into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk or a signal: no temporary file stays behind
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write a UTF-8 text file under a temporary name, then rename it into place."""
+    with atomic_file(path, "w") as fh:
+        fh.write(text)
+
+
+def _json_default(obj):
+    if hasattr(obj, "as_dict"):  # typed records (EmbeddingFingerprint) are saved as their JSON dict
+        return obj.as_dict()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def write_json(path: str | os.PathLike, obj: dict) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=_json_default)
+                      + "\n")
 
 
 def read_json(path: str | os.PathLike, what: str) -> dict:
@@ -56,6 +95,9 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        for f in tmp.iterdir():
+            fsync_path(f)
+        fsync_path(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -64,9 +106,41 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         if target.exists():
             old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
             os.replace(target, old)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if old is not None:
+                os.replace(old, target)  # put the previous one back
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    fsync_path(target.parent)
+
+
+def check_kind(config: dict, path: str | os.PathLike, kind: str, format_version: int, what: str,
+               kind_key: str = "kind", fix: str = "upgrade painterid") -> dict:
+    """Refuse a config.json that is not of `kind` or whose format is newer than this painterid reads."""
+    if not isinstance(config, dict) or config.get(kind_key) != kind:
+        found = config.get(kind_key) if isinstance(config, dict) else None
+        raise ArtefactError(f"{path}: not {what} ({kind_key} {found!r})")
+    version = config.get("format_version", 0)
+    if not isinstance(version, int):
+        raise ArtefactError(f"{path}: no valid format_version")
+    if version > format_version:
+        raise ArtefactError(f"{path}: format {version} is newer than this painterid reads ({format_version}); {fix}")
+    return config
+
+
+def check_columns(path: str | os.PathLike, header: Sequence[str] | None, required: Sequence[str],
+                  expected: str | None = None) -> list[str]:
+    """The stripped header of a CSV; a missing column is one DataError naming it (and the `expected` header)."""
+    fields = [str(f).strip() for f in (header or [])]
+    missing = [c for c in required if c not in fields]
+    if missing:
+        hint = f"; expected the header {expected}" if expected else ""
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}{hint} (found: {', '.join(fields) or 'nothing'})")
+    return fields
 
 
 @contextlib.contextmanager

@@ -68,7 +68,7 @@ def export(fingerprint: dict, base_dir: str | os.PathLike | None, onnx_path: Pat
     import timm.data
 
     native = list(timm.data.resolve_model_data_config(extractor.model)["input_size"])
-    full = {**record, "fingerprint": embedder.fingerprint, "native_input_size": native, "data_config": _jsonable(embedder.data_config),
+    full = {**record, "fingerprint": dict(embedder.fingerprint), "native_input_size": native, "data_config": _jsonable(embedder.data_config),
             "combine": embedder.combine, "export_max_abs_diff": diff, "torch": torch.__version__,
             "painterid_version": __version__, "opset": OPSET, "onnx_file": onnx_path.name,
             "onnx_bytes": onnx_path.stat().st_size}

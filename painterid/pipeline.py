@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import Dataset, discover
-from .embedding import Embedder, EmbeddingConfig, config_from_fingerprint, embed_dataset
+from .embedding import Embedder, EmbeddingConfig, embed_dataset, embedder_for
 from .errors import DataError
 from .io import check_config_match
 from .locations import cache_dir  # noqa: F401 (re-exported: painterid.pipeline.cache_dir)
@@ -73,13 +73,10 @@ def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None
                         [r.source for r in rows] if any(r.source for r in rows) else None, store.embedding,
                         paths=[r.path for r in rows])
     if isinstance(embedding, dict):
-        config = config_from_fingerprint(embedding, base_dir)
+        embedder = embedder_for(embedding, base_dir, device=device, batch_size=batch_size, num_workers=num_workers)
     else:
-        config = embedding or EmbeddingConfig()
-    embedder = Embedder(config, device=device, batch_size=batch_size, num_workers=num_workers)
-    if isinstance(embedding, dict):
-        check_config_match(embedder.fingerprint, embedding, what="this machine's backbone",
-                           fix="install the same weights the model was made with")
+        embedder = Embedder(embedding or EmbeddingConfig(), device=device, batch_size=batch_size,
+                            num_workers=num_workers)
     store, dataset, failures = embed_data(path, embedder, store_dir, progress=progress)
     where = store.select([str(f) for f in dataset.files])
     ok = where >= 0

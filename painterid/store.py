@@ -40,7 +40,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ArtefactError
-from .io import atomic_write_text, check_config_match
+from .io import atomic_file, atomic_write_text, check_config_match, check_kind
 
 FORMAT_VERSION = 1
 KIND = "painterid.feature-store"
@@ -234,7 +234,7 @@ class FeatureStore:
                     if _foreign(root):
                         raise ArtefactError(f"{root}: exists, is not empty and is not a feature store")
                     config = {"kind": KIND, "format_version": FORMAT_VERSION, "painterid_version": __version__,
-                              "embedding": embedding}
+                              "embedding": dict(embedding)}
                     if unique:
                         config["unique"] = unique
                     atomic_write_text(root / "config.json", json.dumps(config, indent=2, sort_keys=True))
@@ -254,13 +254,7 @@ class FeatureStore:
             config = json.loads(cfg_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ArtefactError(f"{cfg_path}: unreadable ({exc})") from None
-        if config.get("kind") != KIND:
-            raise ArtefactError(f"{root}: not a feature store (kind {config.get('kind')!r})")
-        if config.get("format_version", 0) > FORMAT_VERSION:
-            raise ArtefactError(
-                f"{root}: store format {config['format_version']} is newer than this painterid "
-                f"understands ({FORMAT_VERSION}); upgrade painterid"
-            )
+        check_kind(config, root, KIND, FORMAT_VERSION, "a feature store")
         store = cls(root, config, unique)
         store._load_shards()
         return store

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .io import atomic_file, check_columns
 
 PRIOR = 0.5
 IMAGE_DIRS = ("test", "train", "")
@@ -42,12 +42,11 @@ def _open_pairs(path: Path):
         raise DataError(f"{path}: no such pairs file (a Kaggle submission folder holds submission_info.csv)")
     fh = open(path, newline="", encoding="utf-8-sig")
     reader = csv.reader(fh)
-    header = [c.strip() for c in next(reader, [])]
-    missing = [c for c in ("image1", "image2") if c not in header]
-    if missing:
+    try:
+        header = check_columns(path, next(reader, []), ("image1", "image2"), expected="index,image1,image2")
+    except DataError:
         fh.close()
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected the header index,image1,image2 "
-                        f"(found: {', '.join(header) or 'nothing'})")
+        raise
     return fh, reader, header.index("index") if "index" in header else None, header.index("image1"), \
         header.index("image2")
 
@@ -112,8 +111,7 @@ def embed_images(files: dict[str, Path], embedding: dict, store_dir: str | Path,
 
     Returns ({name: vector}, failures); the backbone is loaded only when something is missing. `base_dir` is the
     model directory (a relative weights file of `embedding` lives there)."""
-    from .embedding import Embedder, config_from_fingerprint, embed_dataset
-    from .io import check_config_match
+    from .embedding import embed_dataset, embedder_for
     from .store import FeatureStore
 
     store = FeatureStore.create_or_open(store_dir, embedding)
@@ -123,10 +121,8 @@ def embed_images(files: dict[str, Path], embedding: dict, store_dir: str | Path,
     with store.writing():  # a second `submit` over these images waits, then finds them embedded
         todo = [k for k, w in enumerate(store.select(paths)) if w < 0]
         if todo:
-            embedder = Embedder(config_from_fingerprint(embedding, base_dir), device=device,
-                                batch_size=batch_size, num_workers=num_workers)
-            check_config_match(embedder.fingerprint, embedding, what="this machine's backbone",
-                               fix="install the same weights the model was made with")
+            embedder = embedder_for(embedding, base_dir, device=device, batch_size=batch_size,
+                                    num_workers=num_workers)
             failures = embed_dataset(store, [paths[k] for k in todo], embedder,
                                      names=[names[k] for k in todo], progress=progress)
     where = store.select(paths)
@@ -189,31 +185,25 @@ def write_submission(inputs: SubmissionInputs, out: str | Path, chunk: int = 1_0
     prepared = pm.prepare(vectors) if len(vectors) else None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     done = n_missing = 0
     if progress:
         progress(0, inputs.n_pairs)
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            fh.write("index,sameArtist\n")
-            for idx, a_names, b_names in iter_pair_blocks(inputs.pairs_path, chunk):
-                a = np.fromiter((lookup.get(n, -1) for n in a_names), np.int64, len(a_names))
-                b = np.fromiter((lookup.get(n, -1) for n in b_names), np.int64, len(b_names))
-                ok = (a >= 0) & (b >= 0)
-                prob = np.full(len(a), PRIOR, dtype=np.float64)
-                if ok.any():
-                    scores = pm.score_pairs(vectors, np.column_stack([a[ok], b[ok]]), chunk=chunk,
-                                            prepared=prepared)
-                    prob[ok] = pm.probability(scores)
-                n_missing += int((~ok).sum())
-                fh.write("".join(f"{i},{p:.7g}\n" for i, p in zip(idx, prob.tolist())))
-                done += len(idx)
-                if progress:
-                    progress(done, inputs.n_pairs)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(out, "w", newline="") as fh:
+        fh.write("index,sameArtist\n")
+        for idx, a_names, b_names in iter_pair_blocks(inputs.pairs_path, chunk):
+            a = np.fromiter((lookup.get(n, -1) for n in a_names), np.int64, len(a_names))
+            b = np.fromiter((lookup.get(n, -1) for n in b_names), np.int64, len(b_names))
+            ok = (a >= 0) & (b >= 0)
+            prob = np.full(len(a), PRIOR, dtype=np.float64)
+            if ok.any():
+                scores = pm.score_pairs(vectors, np.column_stack([a[ok], b[ok]]), chunk=chunk,
+                                        prepared=prepared)
+                prob[ok] = pm.probability(scores)
+            n_missing += int((~ok).sum())
+            fh.write("".join(f"{i},{p:.7g}\n" for i, p in zip(idx, prob.tolist())))
+            done += len(idx)
+            if progress:
+                progress(done, inputs.n_pairs)
     missing = inputs.missing
     if n_missing:
         warnings.warn(f"{n_missing} pair(s) have a missing or unreadable image ({len(missing)} image(s), e.g. "

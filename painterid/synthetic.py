@@ -18,6 +18,7 @@ import colorsys
 import csv
 import io
 import math
+from types import SimpleNamespace
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,8 +201,21 @@ def paint(style: ArtistStyle, rng: np.random.Generator, size=(192, 192)) -> Imag
         raise ValueError(f"painting size must be at least 8x8, got {W}x{H}")
     S = _SUPERSAMPLE
     Ws, Hs = W * S, H * S
-    short = min(Ws, Hs)
+    canvas, colours, k, weights, region_colour, region_of = _underpainting(style, rng, Ws, Hs)
+    draw = ImageDraw.Draw(canvas, "RGBA")
+    plan = _stroke_plan(style, rng, Ws, Hs, colours, k, weights, region_colour, region_of)
+    for i in range(plan.n):
+        _draw_stroke(draw, plan, i, style.stroke_kind)
+    img = canvas.resize((W, H), Image.BOX)
+    arr = np.asarray(img, dtype=np.float32)
+    if style.grain > 0:
+        arr = arr + rng.normal(0, style.grain, (H, W, 1)).astype(np.float32)
+    arr = arr * rng.uniform(0.9, 1.1)  # global brightness jitter
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
 
+
+def _underpainting(style: ArtistStyle, rng: np.random.Generator, Ws: int, Hs: int):
+    """This painting's colours and regions, and the canvas with the region map coarsely blended with the ground."""
     # Per-painting palette usage: a random subset with random weights.
     pal = np.asarray(style.palette, dtype=np.float64)
     n = len(pal)
@@ -213,16 +227,18 @@ def paint(style: ArtistStyle, rng: np.random.Generator, size=(192, 192)) -> Imag
     n_regions = 6
     region_colour = rng.choice(k, size=n_regions, p=weights)
     region_of = _region_map(style, rng, n_regions)
-
-    # Underpainting: the region map, coarsely, blended with the ground.
     g = 16
     gy, gx = np.mgrid[0:g, 0:g]
     under = colours[region_colour[region_of((gx + 0.5) / g, (gy + 0.5) / g)]]
     under = (1 - style.ground_show) * under + style.ground_show * np.asarray(style.ground, dtype=np.float64)
     canvas = Image.fromarray(np.clip(under, 0, 255).astype(np.uint8), "RGB").resize((Ws, Hs), Image.BILINEAR)
-    draw = ImageDraw.Draw(canvas, "RGBA")
+    return canvas, colours, k, weights, region_colour, region_of
 
-    # Stroke geometry.
+
+def _stroke_plan(style: ArtistStyle, rng: np.random.Generator, Ws: int, Hs: int, colours, k, weights,
+                 region_colour, region_of) -> SimpleNamespace:
+    """Position, orientation, size, bend, colour, opacity, highlight and kind of every stroke."""
+    short = min(Ws, Hs)
     L = max(2.0, style.stroke_length * short)
     wid = max(1.0, style.stroke_width * short)
     kind = style.stroke_kind
@@ -233,7 +249,6 @@ def paint(style: ArtistStyle, rng: np.random.Generator, size=(192, 192)) -> Imag
     else:
         unit_area = L * wid
     n_strokes = int(np.clip(style.density * Ws * Hs / unit_area, 60, _MAX_DOTS if kind == "stipple" else _MAX_STROKES))
-
     pos = rng.random((n_strokes, 2))
     # Orientation: the artist's dominant angle, optionally bent by a per-painting swirl field.
     theta = style.orientation + rng.normal(0, style.orientation_spread, n_strokes)
@@ -244,7 +259,6 @@ def paint(style: ArtistStyle, rng: np.random.Generator, size=(192, 192)) -> Imag
     lengths = L * rng.uniform(0.6, 1.4, n_strokes)
     widths = wid * rng.uniform(0.7, 1.3, n_strokes)
     bends = style.curvature * rng.uniform(-1, 1, n_strokes)
-
     # Colours: the region's colour mostly, else any palette colour of this painting, plus jitter.
     reg = region_colour[region_of(pos[:, 0], pos[:, 1])]
     other = rng.choice(k, size=n_strokes, p=weights)
@@ -258,47 +272,45 @@ def paint(style: ArtistStyle, rng: np.random.Generator, size=(192, 192)) -> Imag
         kinds = np.where(rng.random(n_strokes) < 0.5, 0, 1)  # 0 = long, 1 = dab
     else:
         kinds = np.full(n_strokes, {"long": 0, "dab": 1, "stipple": 2}[kind])
+    return SimpleNamespace(n=n_strokes, xs=pos[:, 0] * Ws, ys=pos[:, 1] * Hs, theta=theta, lengths=lengths,
+                           widths=widths, bends=bends, cols=cols, alphas=alphas, highlights=highlights, kinds=kinds)
 
-    xs, ys = pos[:, 0] * Ws, pos[:, 1] * Hs
-    ts = np.linspace(0, 1, 5)
-    circle = np.linspace(0, 2 * math.pi, 10, endpoint=False)
-    for i in range(n_strokes):
-        col = tuple(int(c) for c in cols[i]) + (int(alphas[i]),)
-        c, s = math.cos(theta[i]), math.sin(theta[i])
-        x, y, ln, w = xs[i], ys[i], lengths[i], widths[i]
-        if kinds[i] == 2:  # stipple dot
-            r = w / 2
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=col)
-            continue
-        if kinds[i] == 1:  # dab: a rotated ellipse
-            a, b = ln / 2 if kind == "dab" else ln / 4, w / 2
-            px = x + a * np.cos(circle) * c - b * np.sin(circle) * s
-            py = y + a * np.cos(circle) * s + b * np.sin(circle) * c
-            draw.polygon(list(zip(px.tolist(), py.tolist())), fill=col)
-            if highlights[i]:
-                hc = tuple(int(v + (255 - v) * 0.45) for v in col[:3]) + (int(col[3] * 0.8),)
-                ox, oy = -s * b * 0.35, c * b * 0.35
-                draw.line([(x - a * 0.5 * c + ox, y - a * 0.5 * s + oy), (x + a * 0.5 * c + ox, y + a * 0.5 * s + oy)],
-                          fill=hc, width=max(1, int(b * 0.4)))
-            continue
-        # long stroke: a quadratic Bezier polyline
-        bend = bends[i] * ln
-        p0 = np.array([x - c * ln / 2, y - s * ln / 2])
-        p2 = np.array([x + c * ln / 2, y + s * ln / 2])
-        p1 = np.array([x - s * bend, y + c * bend])
-        pts = ((1 - ts)[:, None] ** 2) * p0 + (2 * (1 - ts) * ts)[:, None] * p1 + (ts**2)[:, None] * p2
-        draw.line([tuple(p) for p in pts.tolist()], fill=col, width=max(1, int(round(w))), joint="curve")
-        if highlights[i]:
+
+_TS = np.linspace(0, 1, 5)
+_CIRCLE = np.linspace(0, 2 * math.pi, 10, endpoint=False)
+
+
+def _draw_stroke(draw, plan: SimpleNamespace, i: int, kind: str) -> None:
+    """Stroke i of the plan: a stipple dot, a dab (rotated ellipse) or a long stroke (quadratic Bezier)."""
+    col = tuple(int(c) for c in plan.cols[i]) + (int(plan.alphas[i]),)
+    c, s = math.cos(plan.theta[i]), math.sin(plan.theta[i])
+    x, y, ln, w = plan.xs[i], plan.ys[i], plan.lengths[i], plan.widths[i]
+    if plan.kinds[i] == 2:  # stipple dot
+        r = w / 2
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=col)
+        return
+    if plan.kinds[i] == 1:  # dab: a rotated ellipse
+        a, b = ln / 2 if kind == "dab" else ln / 4, w / 2
+        px = x + a * np.cos(_CIRCLE) * c - b * np.sin(_CIRCLE) * s
+        py = y + a * np.cos(_CIRCLE) * s + b * np.sin(_CIRCLE) * c
+        draw.polygon(list(zip(px.tolist(), py.tolist())), fill=col)
+        if plan.highlights[i]:
             hc = tuple(int(v + (255 - v) * 0.45) for v in col[:3]) + (int(col[3] * 0.8),)
-            off = np.array([-s, c]) * w * 0.25
-            draw.line([tuple(p) for p in (pts + off).tolist()], fill=hc, width=max(1, int(round(w * 0.3))))
-
-    img = canvas.resize((W, H), Image.BOX)
-    arr = np.asarray(img, dtype=np.float32)
-    if style.grain > 0:
-        arr = arr + rng.normal(0, style.grain, (H, W, 1)).astype(np.float32)
-    arr = arr * rng.uniform(0.9, 1.1)  # global brightness jitter
-    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
+            ox, oy = -s * b * 0.35, c * b * 0.35
+            draw.line([(x - a * 0.5 * c + ox, y - a * 0.5 * s + oy), (x + a * 0.5 * c + ox, y + a * 0.5 * s + oy)],
+                      fill=hc, width=max(1, int(b * 0.4)))
+        return
+    bend = plan.bends[i] * ln
+    p0 = np.array([x - c * ln / 2, y - s * ln / 2])
+    p2 = np.array([x + c * ln / 2, y + s * ln / 2])
+    p1 = np.array([x - s * bend, y + c * bend])
+    ts = _TS
+    pts = ((1 - ts)[:, None] ** 2) * p0 + (2 * (1 - ts) * ts)[:, None] * p1 + (ts**2)[:, None] * p2
+    draw.line([tuple(p) for p in pts.tolist()], fill=col, width=max(1, int(round(w))), joint="curve")
+    if plan.highlights[i]:
+        hc = tuple(int(v + (255 - v) * 0.45) for v in col[:3]) + (int(col[3] * 0.8),)
+        off = np.array([-s, c]) * w * 0.25
+        draw.line([tuple(p) for p in (pts + off).tolist()], fill=hc, width=max(1, int(round(w * 0.3))))
 
 
 # ---------------------------------------------------------------------------------------------- data sets

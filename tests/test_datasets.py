@@ -1,6 +1,7 @@
 import pytest
 
-from painterid.datasets import discover, split_paintings
+from painterid.datasets import discover
+from painterid.splits import split_paintings
 from painterid.errors import DataError
 from painterid.synthetic import make_synthetic_dataset
 

@@ -30,7 +30,11 @@ def test_compare_with_default_model_on_bundled_paintings():
     assert [r["image_b"].endswith(n) for r, n in zip(res, ("cezanne-1.jpg", "rembrandt-1.jpg"))] == [True, True]
     assert res[0]["same_artist"] is True  # an image against itself
     assert res[0]["probability"] > res[1]["probability"]
-    json.dumps(res)
+    model = PairModel.load(DEFAULT)
+    for r in json.loads(json.dumps(res)):  # what --json prints: the model's threshold, its calibrated probability
+        assert r["threshold"] == model.threshold and r["method"] == model.method
+        assert abs(r["probability"] - float(model.probability(np.array([r["score"]]))[0])) < 1e-5
+        assert r["same_artist"] == (r["score"] >= model.threshold)
 
 
 def test_default_model_on_real_paintings_beats_chance():
@@ -44,3 +48,17 @@ def test_default_model_on_real_paintings_beats_chance():
     res = evaluate_model(model, lab, split="unseen", n_boot=0)
     assert res["groups"]["unseen"]["n_pairs"] >= 100
     assert res["groups"]["unseen"]["auc"] > 0.62
+
+
+def test_compare_second_run_is_served_from_the_cache(monkeypatch):
+    """compare caches vectors by file content: the second run embeds nothing (the backbone is never built) and
+    gives the same scores."""
+    first = compare_files(EX / "cezanne-1.jpg", [EX / "rembrandt-1.jpg"], model_dir=DEFAULT)
+    import painterid.embedding as embedding
+
+    def no_backbone(*args, **kwargs):
+        raise AssertionError("the backbone was built although every vector is cached")
+
+    monkeypatch.setattr(embedding, "Embedder", no_backbone)
+    again = compare_files(EX / "rembrandt-1.jpg", [EX / "cezanne-1.jpg"], model_dir=DEFAULT)
+    assert again[0]["score"] == first[0]["score"] and again[0]["probability"] == first[0]["probability"]

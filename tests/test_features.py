@@ -46,8 +46,15 @@ def _photo(name: str, data_config: dict) -> torch.Tensor:
     return tf(Image.open(DATA / name).convert("RGB")).unsqueeze(0)
 
 
-def test_pools():
-    assert POOLS == ("gap", "style", "both")
+def test_every_registered_pool_builds_and_an_unknown_one_is_one_line(random_lite0):
+    from painterid.pools import POOL_REGISTRY
+
+    assert POOLS == POOL_REGISTRY.names()
+    x = torch.zeros(1, 3, 64, 64)
+    dims = {p: FeatureExtractor(random_lite0, p).eval()(x).shape[1] for p in POOLS}
+    assert dims["both"] == dims["gap"] + dims["style"]  # both = gap then style, one forward pass
+    with pytest.raises(PainterIDError, match="unknown pool 'nope'; choose from gap, style, both"):
+        FeatureExtractor(random_lite0, "nope")
 
 
 def test_dims_on_efficientnet_lite0(random_lite0):

@@ -205,3 +205,18 @@ def test_train_from_images_refuses_stores_and_bad_options(tmp_path, data, monkey
         train_from_images(data, tmp_path / "m", TrainOptions(method="cnn"),
                           EmbeddingConfig(backbone="cnn_baseline", view="center", weights=str(tmp_path / "w.safetensors")))
     assert not (tmp_path / "m").exists()
+
+
+def test_explain_on_a_moved_finetune_model_uses_its_own_backbone(finetuned, data, tmp_path):
+    """explain rebuilds the embedder like compare (embedding.embedder_for): the model's backbone.safetensors,
+    resolved against the moved model directory; its pair score is compare's."""
+    from painterid.compare import compare_files
+    from painterid.explain import explain_pair
+
+    by = _by_artist(data)
+    model = PairModel.load(finetuned)
+    a = model.artists["test"][0]
+    r = explain_pair(by[a][0], by[a][1], finetuned, out=tmp_path / "heat.png", device="cpu")
+    assert (tmp_path / "heat.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ref = compare_files(by[a][0], [by[a][1]], finetuned, device="cpu")[0]
+    assert abs(r["score"] - ref["score"]) < 1e-4

@@ -377,9 +377,21 @@ def _unnorm(x: torch.Tensor) -> torch.Tensor:
     return x * 0.5 + 0.5  # back to 0..1
 
 
-def test_views_constants():
-    assert VIEWS == ("resize", "center", "corners", "patches")
-    assert VIEW_COMBINE == {"resize": "single", "center": "single", "corners": "concat", "patches": "mean"}
+def test_every_registered_view_embeds_to_one_vector_of_the_advertised_width():
+    """The registry's combine rule is what the Embedder does with the views: `concat` widens the vector by the
+    number of views, `single` and `mean` keep the backbone's width (checked through a stand-in extractor)."""
+    from painterid.images import VIEW_REGISTRY
+
+    assert VIEWS == VIEW_REGISTRY.names() and set(VIEW_COMBINE) == set(VIEWS)
+    for entry in VIEW_REGISTRY:
+        t = ViewTransform(entry.name, DC, n_patches=3)
+        views = t(_noise(120, 90))
+        assert views.shape[0] == t.n_views == (entry.n_views or 3)
+        feats = views.flatten(1)[:, :6]  # a 6-wide "feature" per view
+        out = {"single": feats[0], "concat": feats.flatten(), "mean": feats.mean(0)}[VIEW_COMBINE[entry.name]]
+        assert out.numel() == 6 * (t.n_views if entry.combine == "concat" else 1)
+    with pytest.raises(ValueError, match="valid views: resize, center, corners, patches"):
+        ViewTransform("bogus", DC)
 
 
 @pytest.mark.parametrize("size", [(300, 100), (100, 300), (32, 32), (10, 7), (40, 33)])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from painterid import index as index_mod
-from painterid.errors import ArtefactError, DataError
+from painterid.errors import PainterIDError, ArtefactError, DataError
 from painterid.index import ArtistIndex, recall_at_k
 
 EMB = {"backbone": "efficientnet_lite0", "pool": "gap", "view": "resize",
@@ -99,7 +99,7 @@ def test_build_rejects_bad_input():
     bad[0, 0] = np.nan
     with pytest.raises(DataError):
         ArtistIndex.build(bad, files, artists, EMB)
-    with pytest.raises(ValueError):
+    with pytest.raises(PainterIDError, match="unknown index kind 'lsh'; choose from auto, flat, hnsw, ivf"):
         ArtistIndex.build(x, files, artists, EMB, kind="lsh")
 
 

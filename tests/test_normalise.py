@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from painterid.evaluation.metrics import roc_auc
-from painterid.evaluation.pairs import balanced_pairs
+from painterid.pairs import balanced_pairs
 from painterid.scoring import PairModel, build_head
 from painterid.scoring.normalise import NORMALISERS, Chain, parse_spec
 

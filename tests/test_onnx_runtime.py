@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from painterid.errors import PainterIDError
 from PIL import Image
 
 from painterid.arrayviews import ArrayViews
@@ -190,7 +192,10 @@ def test_runtime_choice_errors(monkeypatch, capsys):
     from .test_robustness import assert_one_line_error, cli
 
     code, _, err = cli(monkeypatch, capsys, "compare", EX / "cezanne-1.jpg", EX / "cezanne-2.jpg", "--runtime", "fast")
-    assert_one_line_error(code, err, "unknown runtime 'fast'")
+    assert_one_line_error(code, err, "'--runtime'", "'fast' is not one of 'auto', 'onnx', 'torch'")
+    monkeypatch.setenv("PAINTERID_RUNTIME", "fast")  # the environment is checked by the library
+    with pytest.raises(PainterIDError, match="unknown runtime 'fast'"):
+        make_embedder(default_request(), device="cpu")
     with pytest.raises(OnnxUnavailable, match="device 'cuda'"):
         make_embedder(default_request(), device="cuda", runtime="onnx")
 

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 
 from painterid.errors import DataError
-from painterid.evaluation.pairs import (
+from painterid.pairs import (
     _triu_from_linear,
     balanced_pairs,
     balanced_test_sets,
     natural_pairs,
     read_pairs_csv,
-    split_artists,
     split_pairs,
 )
+from painterid.splits import split_artists
 
 ARTISTS = ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"] * 1 + ["e"] * 2
 

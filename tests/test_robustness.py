@@ -71,7 +71,7 @@ def fake_store(root: Path, artists: list[str], embedding: dict = FAKE, seed: int
 
 def cosine_model(out: Path, embedding: dict = FAKE) -> Path:
     from painterid.scoring import PairModel
-    from painterid.scoring.heads import build_head
+    from painterid.scoring import build_head
 
     PairModel("cosine", embedding, build_head("cosine", embedding["dim"], {})).save(out)
     return out
@@ -79,7 +79,7 @@ def cosine_model(out: Path, embedding: dict = FAKE) -> Path:
 
 def siamese_model(out: Path, seed: int, threshold: float = 0.5):
     from painterid.scoring import PairModel
-    from painterid.scoring.heads import build_head
+    from painterid.scoring import build_head
 
     torch.manual_seed(seed)
     model = PairModel("siamese", FAKE, build_head("siamese", 16, {"hidden": 8}), {"hidden": 8}, threshold=threshold)
@@ -193,7 +193,7 @@ def test_model_crash_mid_save_keeps_the_previous_model(tmp_path, monkeypatch):
     import safetensors.torch
 
     from painterid.scoring import PairModel
-    from painterid.scoring.heads import build_head
+    from painterid.scoring import build_head
 
     out = tmp_path / "model"
     old = siamese_model(out, seed=0, threshold=0.25)
@@ -415,7 +415,7 @@ def test_evaluate_warns_about_a_split_with_one_class_of_pairs():
     from painterid.evaluation.run import evaluate_model
     from painterid.pipeline import Labelled
     from painterid.scoring import PairModel
-    from painterid.scoring.heads import build_head
+    from painterid.scoring import build_head
 
     # seen artists A, B have pairs; the unseen ones are single paintings: unseen pairs are all negatives
     artists = ["A", "A", "A", "B", "B", "B", "u1", "u2", "u3"]
@@ -468,7 +468,7 @@ def test_fuzz_dataset_csv_reader(fuzz_root, content, name):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(content=_CSV_BYTES)
 def test_fuzz_pairs_csv_reader(fuzz_root, content):
-    from painterid.evaluation.pairs import read_pairs_csv
+    from painterid.pairs import read_pairs_csv
 
     path = fuzz_root / "pairs.csv"
     path.write_bytes(content)

@@ -52,7 +52,7 @@ def test_split_file_is_seeded_artist_disjoint_and_covers_every_painting(syntheti
 
 
 def test_train_with_split_uses_exactly_the_split(synthetic_data, small_store, tmp_path):
-    from painterid.datasets import split_paintings
+    from painterid.splits import split_paintings
     from painterid.store import FeatureStore
 
     split = _split(synthetic_data, tmp_path / "s.json", "--val", 0.25, "--test", 0.25, "--seed", 3)

@@ -1,39 +1,28 @@
-"""Evaluation: pair protocols and splits (:mod:`.pairs`) and metrics over scored pairs (:mod:`.metrics`)."""
+"""Evaluation: metrics over scored pairs (:mod:`.metrics`, registry ``METRICS``) and the evaluate run (:mod:`.run`).
+
+Pair protocols live in the data layer (:mod:`painterid.pairs`), artist splits in :mod:`painterid.splits`.
+"""
 
 from painterid.evaluation.metrics import (
+    METRICS,
     best_threshold,
     bootstrap_ci,
     eer,
     map_at_r,
-    pair_metrics,
     pair_report,
     roc_auc,
     tar_at_far,
     threshold_metrics,
 )
-from painterid.evaluation.pairs import (
-    balanced_pairs,
-    balanced_test_sets,
-    natural_pairs,
-    read_pairs_csv,
-    split_artists,
-    split_pairs,
-)
 
 __all__ = [
-    "balanced_pairs",
-    "balanced_test_sets",
+    "METRICS",
     "best_threshold",
     "bootstrap_ci",
     "eer",
     "map_at_r",
-    "natural_pairs",
-    "pair_metrics",
     "pair_report",
-    "read_pairs_csv",
     "roc_auc",
-    "split_artists",
-    "split_pairs",
     "tar_at_far",
     "threshold_metrics",
 ]

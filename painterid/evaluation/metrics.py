@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -28,10 +29,13 @@ from sklearn.metrics import (
 )
 
 from painterid.errors import DataError
+from painterid.registry import Registry
 
 __all__ = [
     "threshold_metrics",
-    "pair_metrics",
+    "METRICS",
+    "Metric",
+    "format_metric",
     "roc_auc",
     "eer",
     "tar_at_far",
@@ -116,10 +120,6 @@ def threshold_metrics(scores, labels, threshold: float) -> dict:
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     out.update(tp=int(tp), fp=int(fp), tn=int(tn), fn=int(fn))
     return out
-
-
-#: Name used in docs/ARCHITECTURE.md.
-pair_metrics = threshold_metrics
 
 
 # --------------------------------------------------------------------------- ROC metrics
@@ -417,3 +417,58 @@ def map_at_r(embeddings, artists: Sequence[str], metric: str = "cosine") -> floa
     res = calc.get_accuracy(
         torch.from_numpy(x), torch.from_numpy(codes.astype(np.int64)), ref_includes_query=True)
     return float(res["mean_average_precision_at_r"])
+
+
+# --------------------------------------------------------------------------- the registry of reported metrics
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One column of `evaluate`'s table, the HTML report and `table1`: where its value is in a group's result
+    (:func:`pair_report` plus ``map@r``), its label and how many digits to print (None: an integer count)."""
+
+    name: str  # the key in a group's result dict
+    label: str
+    digits: int | None
+    help: str
+    interval: bool = False  # a [low, high] pair
+    table1: bool = False  # one of table1's columns (per seen / unseen / mixed split)
+
+    def value(self, result: dict | None):
+        return None if result is None else result.get(self.name)
+
+    def format(self, result: dict | None) -> str:
+        return format_metric(self, self.value(result))
+
+
+def format_metric(metric: Metric, value) -> str:
+    """`value` as printed in tables: fixed digits, `lo–hi` for intervals, `–` when undefined."""
+    if value is None:
+        return "–"
+    if metric.interval:
+        lo, hi = (list(value) + [None, None])[:2]
+        return f"{format_metric(_scalar(metric), lo)}–{format_metric(_scalar(metric), hi)}"
+    return str(int(value)) if metric.digits is None else f"{value:.{metric.digits}f}"
+
+
+def _scalar(metric: Metric) -> Metric:
+    return Metric(metric.name, metric.label, metric.digits, metric.help)
+
+
+#: What evaluate reports for each group of pairs, in column order.
+METRICS: Registry[Metric] = Registry("metric")
+for _m in (
+    Metric("n_pairs", "pairs", None, "number of scored pairs"),
+    Metric("n_pos", "same", None, "same-artist pairs among them"),
+    Metric("accuracy", "accuracy", 3, "share of correct verdicts at the model's threshold", table1=True),
+    Metric("precision", "precision", 3, "share of 'same artist' verdicts that are right"),
+    Metric("recall", "recall", 3, "share of same-artist pairs found"),
+    Metric("f1", "F1", 3, "harmonic mean of precision and recall"),
+    Metric("auc", "ROC AUC", 3, "area under the ROC curve (threshold-free)", table1=True),
+    Metric("auc_ci", "AUC 95% CI", 3, "bootstrap 95% interval of the ROC AUC", interval=True),
+    Metric("eer", "EER", 3, "equal error rate"),
+    Metric("tar@far=1%", "TAR@1%FAR", 3, "true-accept rate where 1% of different-artist pairs are accepted"),
+    Metric("tar@far=0.1%", "TAR@0.1%FAR", 3, "true-accept rate at 0.1% false accepts"),
+    Metric("map@r", "MAP@R", 3, "retrieval mean average precision at R (artists as labels)"),
+):
+    METRICS.register(_m)

@@ -18,13 +18,9 @@ import numpy as np
 
 from .. import __version__
 from ..io import atomic_dir
+from .metrics import METRICS
 
 GROUP_COLOURS = {"seen": "#1f77b4", "unseen": "#d62728", "mixed": "#2ca02c"}
-COLUMNS = (("pairs", "n_pairs", None), ("same", "n_pos", None), ("accuracy", "accuracy", 3),
-           ("precision", "precision", 3), ("recall", "recall", 3), ("F1", "f1", 3), ("ROC AUC", "auc", 3),
-           ("AUC 95% CI", "auc_ci", 3), ("EER", "eer", 3), ("TAR@1%FAR", "tar@far=1%", 3),
-           ("TAR@0.1%FAR", "tar@far=0.1%", 3), ("MAP@R", "map@r", 3))
-
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;
 padding:0 1em}
@@ -131,22 +127,11 @@ def hardest_mistakes(scored: dict[str, tuple[np.ndarray, np.ndarray]], k: int = 
     return {"different": diff[:k], "same": same[:k]}
 
 
-def _fmt(value, digits) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, list):
-        return "–".join(_fmt(v, digits) for v in value)
-    if digits is None:
-        return str(value)
-    return f"{value:.{digits}f}"
-
-
 def _metrics_table(title: str, groups: dict) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c, _, _ in COLUMNS)
+    head = "".join(f"<th>{html.escape(m.label)}</th>" for m in METRICS)
     rows = []
     for name, rep in groups.items():
-        cells = (["–"] * len(COLUMNS) if rep is None else
-                 [html.escape(_fmt(rep.get(key), digits)) for _, key, digits in COLUMNS])
+        cells = [html.escape(m.format(rep)) for m in METRICS]
         rows.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     notes = sorted({n for rep in groups.values() if rep for n in rep.get("notes", [])})
     note_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)

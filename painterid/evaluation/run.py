@@ -8,11 +8,7 @@ import numpy as np
 
 from ..errors import DataError
 from .metrics import map_at_r, pair_report
-from .pairs import balanced_test_sets, natural_pairs
-
-SPLITS = ("seen", "unseen", "mixed", "all")
-PROTOCOLS = ("balanced", "natural")
-
+from ..pairs import PROTOCOLS, SPLITS, balanced_test_sets, natural_pairs
 
 def split_masks(pairs: np.ndarray, artists: list[str], train_artists: set[str]) -> dict[str, np.ndarray]:
     """The report's three test sets: seen (both artists trained on), unseen (neither), and mixed (every pair of
@@ -44,17 +40,9 @@ def retrieval_map_at_r(model, vectors: np.ndarray, artists: list[str], indices: 
     return None if np.isnan(value) else float(value)
 
 
-def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", pairs: np.ndarray | None = None,
-                   seed: int = 0, n_boot: int = 200, max_pairs: int | None = 2_000_000,
-                   return_scores: bool = False):
-    """Metrics of `model` on the test paintings of `data` (a pipeline.Labelled), per split and within source.
-
-    With `return_scores`, returns (metrics, {split: (pairs [P, 3], scores [P])}) — what `--report` draws.
-    """
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    artists = list(data.artists)
-    names = ["seen", "unseen", "mixed"] if split == "all" else [split]
+def _test_sets(model, data, artists: list[str], names: list[str], protocol: str, pairs: np.ndarray | None,
+               seed: int, max_pairs: int | None) -> dict[str, np.ndarray]:
+    """The test pairs of each split (from the protocol, or the given `pairs` sorted into splits), checked."""
     if pairs is None:
         keep = test_indices(model, data.hashes, artists)
         if len(keep) < 2:
@@ -63,13 +51,11 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
             # the report's protocol: each of seen / unseen / mixed is balanced on its own
             sets = balanced_test_sets(artists, model.train_artists, keep, seed=seed,
                                       max_pos=max_pairs // 2 if max_pairs else None)
-        elif protocol == "natural":
+        else:  # natural
             sub = [artists[i] for i in keep]
             n_all = len(sub) * (len(sub) - 1) // 2
             local = natural_pairs(sub, n_pairs=min(n_all, max_pairs) if max_pairs else None, seed=seed)
             pairs = np.column_stack([keep[local[:, 0]], keep[local[:, 1]], local[:, 2]])
-        else:
-            raise DataError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     if pairs is not None:
         labelled_pairs = pairs[pairs[:, 2] >= 0]
         if len(labelled_pairs) < len(pairs):
@@ -88,6 +74,22 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
             kind = "same-artist" if sets[n][0, 2] == 1 else "different-artist"
             warnings.warn(f"{n}: all {len(sets[n])} test pairs are {kind} pairs; its AUC and EER are undefined",
                           stacklevel=2)
+
+    return sets
+
+
+def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", pairs: np.ndarray | None = None,
+                   seed: int = 0, n_boot: int = 200, max_pairs: int | None = 2_000_000,
+                   return_scores: bool = False):
+    """Metrics of `model` on the test paintings of `data` (a pipeline.Labelled), per split and within source.
+
+    With `return_scores`, returns (metrics, {split: (pairs [P, 3], scores [P])}) — what `--report` draws.
+    """
+    SPLITS.get(split)  # an unknown split: one line naming the valid ones
+    PROTOCOLS.get(protocol)
+    artists = list(data.artists)
+    names = ["seen", "unseen", "mixed"] if split == "all" else [split]
+    sets = _test_sets(model, data, artists, names, protocol, pairs, seed, max_pairs)
 
     out: dict = {"protocol": protocol, "threshold": model.threshold, "groups": {}, "within_source": {}}
     src = np.asarray(data.sources, dtype=object) if data.sources else None

@@ -9,6 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import FINGERPRINT_KEYS
+from .metrics import METRICS
+
+#: table1's columns per split: the metrics flagged `table1` in the registry (accuracy, ROC AUC).
+TABLE1_METRICS = tuple(m for m in METRICS if m.table1)
 
 GROUPS = ("seen", "unseen", "mixed")
 REFERENCE_NOTE = "reported on Painter by Numbers, not measured here"
@@ -68,8 +72,7 @@ def table1(data: str | Path, models: list[str | Path], store_dir: str | Path | N
         rows.append({
             "name": f"{pm.method} · {backbone}", "model": str(path), "method": pm.method, "backbone": backbone,
             "threshold": pm.threshold,
-            "accuracy": {g: (groups.get(g) or {}).get("accuracy") for g in GROUPS},
-            "auc": {g: (groups.get(g) or {}).get("auc") for g in GROUPS},
+            **{m.name: {g: m.value(groups.get(g)) for g in GROUPS} for m in TABLE1_METRICS},
             "auc_ci": {g: (groups.get(g) or {}).get("auc_ci") for g in GROUPS},
             "n_pairs": {g: (groups.get(g) or {}).get("n_pairs", 0) for g in GROUPS},
             "result": result,

@@ -1,18 +1,19 @@
 """Pair scorers, score normalisation, calibration and the PairModel artefact.
 
-The torch heads (``build_head``, ``METHODS``) load on first use, so that loading and using a cosine model
-(`compare` with the shipped default) never imports torch.
+Imports are lazy (PEP 562): the CLI reads the method registry at start-up without importing torch.
 """
 
-from .calibration import Calibrator
-from .model import PairModel
+from __future__ import annotations
 
-__all__ = ["Calibrator", "METHODS", "PairModel", "build_head"]
+import importlib
+
+_WHERE = {"Calibrator": ".calibration", "IMAGE_METHODS": ".methods", "METHOD_REGISTRY": ".methods",
+          "METHODS": ".methods", "LOSS_REGISTRY": ".methods", "build_head": ".methods", "PairModel": ".model"}
+
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
-    if name in ("METHODS", "build_head"):
-        from . import heads
-
-        return getattr(heads, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name], __name__), name)

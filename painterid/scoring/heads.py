@@ -6,9 +6,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-METHODS = ("cosine", "siamese", "metric", "classifier", "finetune", "cnn")
-
-
 class CosineScorer(nn.Module):
     """The untrained baseline: cosine similarity of the (already normalised) embeddings."""
 
@@ -79,16 +76,3 @@ class ClassifierHead(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (self.space(a) * self.space(b)).sum(-1)
-
-
-def build_head(method: str, dim: int, params: dict) -> nn.Module:
-    """Rebuild a scorer from its method name and the constructor params saved in a model's config."""
-    if method in ("cosine", "finetune"):  # finetune: cosine of the fine-tuned backbone's embedding
-        return CosineScorer()
-    if method in ("siamese", "cnn"):  # cnn: the siamese head trained end to end with its CNN
-        return SiameseHead(dim, **params)
-    if method == "metric":
-        return MetricHead(dim, **params)
-    if method == "classifier":
-        return ClassifierHead(dim, **params)
-    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

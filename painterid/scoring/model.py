@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import __version__
-from ..errors import ArtefactError
-from ..io import atomic_dir, check_replaceable, read_json, read_stable, write_json
+from ..errors import ArtefactError, PainterIDError
+from ..io import atomic_dir, check_kind, check_replaceable, read_json, read_stable, write_json
 from .calibration import Calibrator
 from .indexed import indexed_dots, rows_per_block
 from .normalise import Chain, csls, legacy_chain, neighbourhood
@@ -84,7 +84,7 @@ class PairModel:
                  info: dict | None = None, chain: Chain | None = None, cohort_info: dict | None = None,
                  head_weights: dict[str, np.ndarray] | None = None):
         self.method = method
-        self.embedding = embedding
+        self.embedding = dict(embedding)  # the JSON form (an EmbeddingFingerprint or a loaded config)
         if head is None and method not in COSINE_METHODS and head_weights is None:
             raise ValueError(f"a {method} model needs its head")
         self._head = head.eval() if head is not None else None  # None: built from head_params when first used
@@ -134,7 +134,7 @@ class PairModel:
     def head(self) -> torch.nn.Module:
         """The torch scorer (built on first use for a model loaded without one: cosine methods need none)."""
         if self._head is None:
-            from .heads import build_head
+            from .methods import build_head
 
             head = build_head(self.method, self.head_dim, self.head_params).eval()
             if self._numpy_weights:
@@ -256,10 +256,7 @@ class PairModel:
     def probability(self, scores: np.ndarray) -> np.ndarray:
         return self.calibrator(scores)
 
-    def same(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(scores) >= self.threshold
-
-    # -- artefact ---------------------------------------------------------------------------------
+    # -- artefact --------------------------------------------------------------------------------
     def config(self) -> dict:
         return {
             "kind": KIND, "format_version": FORMAT_VERSION, "painterid_version": __version__,
@@ -334,11 +331,7 @@ class PairModel:
         if not path.is_dir():
             raise ArtefactError(f"{path}: no such model directory")
         cfg = read_json(path / "config.json", "painterid model")
-        if cfg.get("kind") != KIND:
-            raise ArtefactError(f"{path}: not a painterid model (kind {cfg.get('kind')!r})")
-        if cfg.get("format_version", 0) > FORMAT_VERSION:
-            raise ArtefactError(f"{path}: model format {cfg['format_version']} is newer than this painterid "
-                                f"reads ({FORMAT_VERSION}); upgrade painterid")
+        check_kind(cfg, path, KIND, FORMAT_VERSION, "a painterid model")
         dim = int(cfg.get("head_dim") or cfg["embedding"]["dim"])
         tensors = _read_safetensors(path / "model.safetensors")
         state = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
@@ -389,7 +382,7 @@ def _load_head(path: Path, method: str, dim: int, params: dict, state: dict):
                                     f"expected {shapes[bad[0]]})")
             return None, {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
         return None, None
-    from .heads import build_head
+    from .methods import build_head
 
     try:
         head = build_head(method, dim, params)

@@ -5,17 +5,20 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..datasets import split_paintings
-from ..errors import DataError
 from ..pipeline import Labelled
+from ..scoring.methods import IMAGE_METHODS
+from ..splits import training_split
 from .curves import curves_png
-from .finetune import IMAGE_METHODS, train_from_images
-from .fit import METRIC_LOSSES, TrainOptions, fit
+from .finetune import train_from_images
+from ..scoring.methods import LOSS_REGISTRY, METRIC_LOSSES
+from .fit import TrainOptions, fit
+from .trainer import Trainer
 
 # learning rate × hidden width tried by `train --tune`
 TUNING_GRID = ((1e-3, 256), (1e-3, 512), (3e-4, 256), (3e-4, 512))
 
-__all__ = ["IMAGE_METHODS", "METRIC_LOSSES", "TrainOptions", "fit", "train_from_images", "train_model"]
+__all__ = ["IMAGE_METHODS", "LOSS_REGISTRY", "METRIC_LOSSES", "TrainOptions", "Trainer", "fit", "train_from_images",
+           "train_model"]
 
 
 def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float = 0.2, test: float = 0.2,
@@ -27,20 +30,15 @@ def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float 
     `cohort`: [(Labelled, where), ...] of paintings to fit the normaliser chain on and ship with the model
     (`train --cohort`); paintings of the split's validation and test artists, and the held-out paintings of the
     seen-artist test, are left out.
-    `split` is a precomputed split in `datasets.split_paintings`' form (e.g. `splits.split_indices` of a
+    `split` is a precomputed split in `splits.split_paintings`' form (e.g. `splits.split_indices` of a
     `painterid split` file); then `val`, `test` and `holdout` are not used. `tune` tries TUNING_GRID
     (learning rate × hidden width) and keeps the model with the best validation-artist AUC.
     """
     from ..scoring.card import model_card
 
-    artists = [a for a in data.artists]
-    if any(not a for a in artists):
-        raise DataError("training needs the artist of every painting (Kaggle CSV or one folder per artist)")
-    if split is None:
-        split = split_paintings(artists, val=val, test=test, holdout=holdout, seed=opts.seed)
+    artists = list(data.artists)
+    split = training_split(artists, data.names, opts.seed, val, test, holdout, indices=split)
     ix = split["indices"]
-    if len(ix["train"]) < 4 or len(ix["val"]) < 2:
-        raise DataError(f"too few paintings to train ({len(ix['train'])} training, {len(ix['val'])} validation)")
     cohort_vecs, cohort_info = _cohort(data, split, cohort, cohort_filter)
 
     def run(o: TrainOptions):

@@ -30,9 +30,9 @@ threshold on the validation artists as for every other method.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,22 +40,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..datasets import discover, split_paintings
+from ..datasets import discover
 from ..embedding import Embedder, EmbeddingConfig, pick_device
 from ..errors import DataError, ImageError, PainterIDError
 from ..evaluation.metrics import roc_auc
-from ..evaluation.pairs import balanced_pairs
+from ..features import model_input_size
+from ..pairs import balanced_pairs
 from ..images import VIEW_COMBINE
-from ..scoring.heads import CosineScorer, SiameseHead
+from ..scoring.methods import IMAGE_METHODS, METHOD_REGISTRY
 from ..scoring.model import BACKBONE_FILE, PairModel
+from ..splits import training_split
 from ..store import FeatureStore, file_sha256
 from .curves import curves_png
 from .fit import TrainOptions, fit
+from .trainer import Trainer, optimiser_step, seed_everything
 
 __all__ = ["IMAGE_METHODS", "CNN_BACKBONE", "CROP_SCALE", "last_stage", "train_from_images"]
 
-IMAGE_METHODS = ("finetune", "cnn")
-CNN_BACKBONE = "cnn_baseline"
+CNN_BACKBONE = METHOD_REGISTRY.get("cnn").default_backbone
 CROP_SCALE = (0.25, 1.0)  # random resized crops cover a quarter to all of the painting
 FINETUNE_LR_FACTOR = 0.1  # the unfrozen stage learns at lr / 10, the new classifier at lr
 CLASSIFIER_SCALE = 16.0
@@ -94,7 +96,7 @@ def last_stage(model: nn.Module, input_size: tuple[int, int, int] | None = None)
     model.eval()
     try:
         param = next(model.parameters())
-        size = tuple(input_size) if input_size else _input_size(model)
+        size = tuple(input_size) if input_size else model_input_size(model)
         with torch.no_grad():
             model.forward_features(torch.zeros((1, *size), device=param.device, dtype=param.dtype))
     finally:
@@ -105,12 +107,6 @@ def last_stage(model: nn.Module, input_size: tuple[int, int, int] | None = None)
     if not any(p.numel() for n in after for p in model.get_submodule(n).parameters(recurse=False)):
         raise PainterIDError(f"the last stage of {type(model).__name__} (after {boundary}) has no parameters")
     return after
-
-
-def _input_size(model: nn.Module) -> tuple[int, int, int]:
-    from ..features import _input_size as size
-
-    return size(model)
 
 
 def _freeze_all_but(model: nn.Module, modules: list[str]) -> list[nn.Parameter]:
@@ -141,12 +137,12 @@ def _augment(data_config: dict):
     """Train-time views: a random resized crop of the painting at the backbone's input size, a random flip."""
     from torchvision.transforms import v2
 
-    from ..images import _interpolation
+    from ..images import interpolation_mode
 
     _, h, w = (int(v) for v in data_config["input_size"])
     return v2.Compose([
         v2.RandomResizedCrop((h, w), scale=CROP_SCALE, ratio=(3 / 4, 4 / 3),
-                             interpolation=_interpolation(str(data_config.get("interpolation") or "bicubic")),
+                             interpolation=interpolation_mode(str(data_config.get("interpolation") or "bicubic")),
                              antialias=True),
         v2.RandomHorizontalFlip(),
         v2.PILToTensor(),
@@ -220,14 +216,7 @@ class _Runner:
         return F.normalize(f.float(), dim=-1)
 
     def step(self, loss: torch.Tensor, optim: torch.optim.Optimizer) -> None:
-        optim.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(optim)
-            self.scaler.update()
-        else:
-            loss.backward()
-            optim.step()
+        optimiser_step(loss, optim, self.scaler)
 
     def embed(self, files: list[Path]) -> tuple[np.ndarray, list[tuple[int, str]]]:
         self.net.eval()
@@ -242,29 +231,179 @@ def _loader(dataset, batch_size: int, seed: int, workers: int, shuffle: bool = T
         drop_last=len(dataset) % batch_size == 1, pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
 
-def _state(*modules: nn.Module) -> list[dict]:
-    return [{k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()} for m in modules]
+@dataclass
+class ImageData:
+    """What an image recipe trains from: the network, its training files and the validation artists' pairs."""
+
+    run: _Runner
+    opts: TrainOptions
+    train_files: list[Path]
+    train_artists: list[str]
+    val_files: list[Path]  # the validation paintings that decode
+    val_artists: list[str]
+    vpairs: np.ndarray
+    v0: np.ndarray  # the validation paintings' vectors before training (the rows of val_files)
+    augment: object
+    batch_size: int
+    workers: int
+
+    @property
+    def model(self) -> nn.Module:
+        return self.run.net.model
+
+    def loader(self, items: np.ndarray, batch_size: int, epoch: int):
+        return _loader(_Augmented(self.train_files, items, self.augment), batch_size,
+                       self.opts.seed * 1000 + epoch, self.workers)
 
 
-def _epochs(step_epoch, validate, keep: tuple[nn.Module, ...], opts: TrainOptions, log) -> tuple[list[dict], int]:
-    """Run epochs; keep the state of `keep` at the epoch with the best validation AUC (early stopping)."""
-    history: list[dict] = []
-    best_auc, best_epoch, best, stale = -math.inf, 0, _state(*keep), 0
-    for epoch in range(1, opts.epochs + 1):
-        rec = {"epoch": epoch, "train_loss": step_epoch(epoch)}
-        rec.update(validate())
-        history.append(rec)
-        if log:
-            log(rec)
-        if rec["val_auc"] > best_auc + 1e-4:
-            best_auc, best_epoch, best, stale = rec["val_auc"], epoch, _state(*keep), 0
-        else:
-            stale += 1
-            if stale >= opts.patience:
-                break
-    for m, s in zip(keep, best):
-        m.load_state_dict(s)
-    return history, best_epoch
+@dataclass
+class ImageRecipe:
+    """A network to train: the pair head, its params, one epoch, validation, and the modules the best epoch keeps."""
+
+    head: nn.Module
+    params: dict
+    step_epoch: object
+    validate: object
+    keep: tuple
+    info: dict = field(default_factory=dict)
+
+
+def cnn_recipe(d: ImageData) -> ImageRecipe:
+    """The report's baseline: a CNN from random initialisation and a siamese head, end to end on balanced pairs."""
+    opts, run, model, device = d.opts, d.run, d.model, d.run.device
+    params = {"hidden": opts.hidden, "dropout": opts.dropout}
+    head = METHOD_REGISTRY.get("cnn").head(run.embedder.dim, **params).to(device)
+    optim = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=opts.lr, weight_decay=opts.weight_decay)
+    lossf = nn.BCEWithLogitsLoss()
+    per_epoch = max(1, min(opts.max_pairs, 2 * len(d.train_files)) // 2)
+    vlabels = d.vpairs[:, 2]
+
+    def step_epoch(epoch: int) -> float:
+        pairs = balanced_pairs(d.train_artists, seed=opts.seed * 1000 + epoch, max_pos=per_epoch)
+        _train_mode(model, None)
+        head.train()
+        total, n = 0.0, 0
+        for batch in d.loader(pairs[:, :2], d.batch_size // 2, epoch):
+            if batch is None:
+                continue
+            idx, (xa, xb) = batch
+            f = run.features(torch.cat([xa, xb]))
+            loss = lossf(head(f[: len(idx)], f[len(idx):]), torch.from_numpy(pairs[idx.numpy(), 2]).float().to(device))
+            run.step(loss, optim)
+            total, n = total + loss.item() * len(idx), n + len(idx)
+        return total / max(1, n)
+
+    def validate() -> dict:
+        v, _ = run.embed(d.val_files)
+        head.eval()
+        with torch.inference_mode():
+            t = torch.from_numpy(v).to(device)
+            logit = head(t[d.vpairs[:, 0]], t[d.vpairs[:, 1]]).float()
+            vloss = float(F.binary_cross_entropy_with_logits(logit, torch.from_numpy(vlabels).float().to(device)))
+        return {"val_auc": roc_auc(logit.cpu().numpy(), vlabels), "val_loss": vloss}
+
+    return ImageRecipe(head, params, step_epoch, validate, (model, head))
+
+
+def _cosine_auc(v: np.ndarray, vpairs: np.ndarray) -> float:
+    return roc_auc(np.einsum("nd,nd->n", v[vpairs[:, 0]], v[vpairs[:, 1]]), vpairs[:, 2])
+
+
+def finetune_recipe(d: ImageData) -> ImageRecipe:
+    """The report's fine-tuned backbone: last stage unfrozen, a cosine artist classifier; the score is cosine."""
+    opts, run, model, device = d.opts, d.run, d.model, d.run.device
+    stage = last_stage(model, run.embedder.data_config["input_size"])
+    trainable = _freeze_all_but(model, stage)
+    names = sorted(set(d.train_artists))
+    codes = torch.tensor([names.index(a) for a in d.train_artists])
+    classifier = CosineClassifier(run.embedder.dim, len(names)).to(device)
+    optim = torch.optim.AdamW([{"params": trainable, "lr": opts.lr * FINETUNE_LR_FACTOR},
+                               {"params": classifier.parameters(), "lr": opts.lr}], weight_decay=opts.weight_decay)
+    lossf = nn.CrossEntropyLoss(label_smoothing=0.1)
+    items = np.arange(len(d.train_files)).reshape(-1, 1)
+
+    def step_epoch(epoch: int) -> float:
+        _train_mode(model, stage)
+        classifier.train()
+        total, n = 0.0, 0
+        for batch in d.loader(items, d.batch_size, epoch):
+            if batch is None:
+                continue
+            idx, (x,) = batch
+            loss = lossf(classifier(run.features(x)), codes[idx].to(device))
+            run.step(loss, optim)
+            total, n = total + loss.item() * len(idx), n + len(idx)
+        return total / max(1, n)
+
+    def validate() -> dict:
+        return {"val_auc": _cosine_auc(run.embed(d.val_files)[0], d.vpairs)}
+
+    info = {"val_auc_before": float(_cosine_auc(d.v0, d.vpairs)),
+            "unfrozen_modules": [n for n in stage if not any(n.startswith(m + ".") for m in stage)],
+            "trainable_parameters": int(sum(p.numel() for p in trainable))}
+    return ImageRecipe(METHOD_REGISTRY.get("finetune").head(run.embedder.dim), {}, step_epoch, validate, (model,),
+                       info)
+
+
+def _check_image_training(data, opts: TrainOptions, method, embedding: EmbeddingConfig) -> None:
+    if FeatureStore.is_store(data):
+        raise DataError(f"--method {opts.method} trains the backbone from image files: give a DATA folder of "
+                        f"paintings, not the feature store {data}")
+    if method.random_init and embedding.weights:
+        raise PainterIDError(f"--method {method.name} trains from a random initialisation: drop --weights "
+                             "(or use --method finetune to start from them)")
+    if method.random_init and VIEW_COMBINE.get(embedding.view) == "concat":
+        raise PainterIDError(f"--method {method.name} trains on one view per painting; view {embedding.view!r} "
+                             "concatenates several: use center, resize or patches")
+
+
+def _prepare(dataset, tmp: str, opts: TrainOptions, method, embedding: EmbeddingConfig, split: dict, device,
+             num_workers: int | None) -> tuple[ImageData, list]:
+    """The network on the device (cnn: from a seeded random initialisation) and the data of one training run."""
+    ix = split["indices"]
+    artists = list(dataset.artists)
+    workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if num_workers is None else num_workers
+    batch_size = max(2, opts.batch_size)
+    if method.random_init:  # the seeded random initialisation, as a file the Embedder loads like any weights
+        from safetensors.torch import save_file
+
+        from ..backbones import create_backbone
+
+        init, _ = create_backbone(embedding.backbone, pretrained=False)
+        save_file(_plain(init.state_dict()), str(Path(tmp) / "init.safetensors"))
+        embedding = dataclasses.replace(embedding, weights=str(Path(tmp) / "init.safetensors"))
+    run = _Runner(Embedder(embedding, device=device, batch_size=min(batch_size, 64), num_workers=workers))
+    val_files = [dataset.files[i] for i in ix["val"]]
+    val_artists = [artists[i] for i in ix["val"]]
+    v0, bad = run.embed(val_files)  # validation paintings that decode, and their balanced pairs (fixed)
+    ok = np.isfinite(v0).all(1)
+    val_artists = [a for a, k in zip(val_artists, ok) if k]
+    vpairs = balanced_pairs(val_artists, seed=opts.seed)
+    if len(vpairs) == 0:
+        raise DataError("the validation artists have no same-artist pairs; use more paintings per artist "
+                        "or a larger --val-artists")
+    return ImageData(run, opts, [dataset.files[i] for i in ix["train"]], [artists[i] for i in ix["train"]],
+                     [f for f, k in zip(val_files, ok) if k], val_artists, vpairs, v0[ok], _augment(run.embedder.data_config),
+                     batch_size, workers), bad
+
+
+def _fit_trained(d: ImageData, recipe: ImageRecipe, wfile: Path, embedding: EmbeddingConfig, split: dict,
+                 device) -> tuple[PairModel, int]:
+    """Embed the training and validation paintings from the saved network, as compare will; calibrate."""
+    final = Embedder(dataclasses.replace(embedding, weights=str(wfile)), device=device,
+                     batch_size=min(d.batch_size, 64), num_workers=d.workers)
+    files = d.train_files + d.val_files
+    vecs, failures = final.embed_files(files)
+    good = np.isfinite(vecs).all(1)
+    n_train = len(d.train_files)
+    tr, va = np.flatnonzero(good[:n_train]), np.flatnonzero(good[n_train:])
+    val_artists = d.val_artists
+    fingerprint = dict(final.fingerprint, weights_file=BACKBONE_FILE)
+    pm, _ = fit(vecs[tr], [d.train_artists[i] for i in tr], vecs[n_train + va], [val_artists[i] for i in va],
+                fingerprint, d.opts, artists_split=split["artists"],
+                train_hashes=[file_sha256(d.train_files[i]) for i in tr], trained_head=(recipe.head.cpu().eval(),
+                                                                                        recipe.params))
+    return pm, len(failures)
 
 
 def train_from_images(data: str | Path, out: str | Path, opts: TrainOptions, embedding: EmbeddingConfig | None = None,
@@ -280,175 +419,37 @@ def train_from_images(data: str | Path, out: str | Path, opts: TrainOptions, emb
     """
     from ..scoring.card import model_card
 
-    if opts.method not in IMAGE_METHODS:
+    method = METHOD_REGISTRY.get(opts.method)
+    if not method.from_images:
         raise PainterIDError(f"train_from_images trains {' or '.join(IMAGE_METHODS)}, not {opts.method!r}")
-    cnn = opts.method == "cnn"
-    if FeatureStore.is_store(data):
-        raise DataError(f"--method {opts.method} trains the backbone from image files: give a DATA folder of "
-                        f"paintings, not the feature store {data}")
-    if embedding is None:
-        embedding = EmbeddingConfig(backbone=CNN_BACKBONE) if cnn else EmbeddingConfig()
-    if cnn and embedding.weights:
-        raise PainterIDError("--method cnn trains from a random initialisation: drop --weights "
-                             "(or use --method finetune to start from them)")
-    if cnn and VIEW_COMBINE.get(embedding.view) == "concat":
-        raise PainterIDError(f"--method cnn trains on one view per painting; view {embedding.view!r} "
-                             "concatenates several: use center, resize or patches")
+    embedding = embedding or EmbeddingConfig(**({"backbone": method.default_backbone} if method.default_backbone
+                                                else {}))
+    _check_image_training(data, opts, method, embedding)
     dataset = discover(data)
-    artists = list(dataset.artists)
-    if any(not a for a in artists):
-        raise DataError("training needs the artist of every painting (Kaggle CSV or one folder per artist)")
-    if split_file is not None:
-        from ..splits import split_indices
-
-        split = split_indices(split_file, list(dataset.names), artists)
-    else:
-        split = split_paintings(artists, val=val, test=test, holdout=holdout, seed=opts.seed)
-    ix = split["indices"]
-    if len(ix["train"]) < 4 or len(ix["val"]) < 2:
-        raise DataError(f"too few paintings to train ({len(ix['train'])} training, {len(ix['val'])} validation)")
-    train_files = [dataset.files[i] for i in ix["train"]]
-    train_artists = [artists[i] for i in ix["train"]]
-    val_files = [dataset.files[i] for i in ix["val"]]
-    val_artists = [artists[i] for i in ix["val"]]
-    if cnn and sum(c >= 2 for c in np.unique(train_artists, return_counts=True)[1]) < 2:
-        raise DataError("cnn training needs two or more training artists with at least two paintings each")
-
-    torch.manual_seed(opts.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if num_workers is None else num_workers
+    split = training_split(list(dataset.artists), list(dataset.names), opts.seed, val, test, holdout, split_file)
+    train_artists = [dataset.artists[i] for i in split["indices"]["train"]]
+    if method.random_init and sum(c >= 2 for c in np.unique(train_artists, return_counts=True)[1]) < 2:
+        raise DataError(f"{method.name} training needs two or more training artists with at least two paintings "
+                        "each")
+    seed_everything(opts.seed)
     device = pick_device(str(device) if device else None)
-    batch_size = max(2, opts.batch_size)
-
     with tempfile.TemporaryDirectory(prefix="painterid-train-") as tmp:
-        if cnn:  # the seeded random initialisation, as a file the Embedder loads like any weights
-            from safetensors.torch import save_file
-
-            from ..backbones import create_backbone
-
-            init, _ = create_backbone(embedding.backbone, pretrained=False)
-            save_file(_plain(init.state_dict()), str(Path(tmp) / "init.safetensors"))
-            embedding = dataclasses.replace(embedding, weights=str(Path(tmp) / "init.safetensors"))
-        run = _Runner(Embedder(embedding, device=device, batch_size=min(batch_size, 64), num_workers=workers))
-        model = run.net.model
-        dim = run.embedder.dim
-
-        # validation paintings that decode, and their balanced pairs (fixed for the whole run)
-        v0, bad = run.embed(val_files)
-        ok = np.isfinite(v0).all(1)
-        val_files = [f for f, k in zip(val_files, ok) if k]
-        val_artists = [a for a, k in zip(val_artists, ok) if k]
-        vpairs = balanced_pairs(val_artists, seed=opts.seed)
-        if len(vpairs) == 0:
-            raise DataError("the validation artists have no same-artist pairs; use more paintings per artist "
-                            "or a larger --val-artists")
-        vlabels = vpairs[:, 2]
-        names = sorted(set(train_artists))
-        codes = torch.tensor([names.index(a) for a in train_artists])
-        augment = _augment(run.embedder.data_config)
-        extra_info: dict = {}
-
-        if cnn:
-            stage = None
-            params = {"hidden": opts.hidden, "dropout": opts.dropout}
-            head = SiameseHead(dim, **params).to(device)
-            optim = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=opts.lr,
-                                      weight_decay=opts.weight_decay)
-            lossf = nn.BCEWithLogitsLoss()
-            per_epoch = max(1, min(opts.max_pairs, 2 * len(train_files)) // 2)
-
-            def step_epoch(epoch: int) -> float:
-                pairs = balanced_pairs(train_artists, seed=opts.seed * 1000 + epoch, max_pos=per_epoch)
-                _train_mode(model, None)
-                head.train()
-                total, n = 0.0, 0
-                for batch in _loader(_Augmented(train_files, pairs[:, :2], augment), batch_size // 2,
-                                     opts.seed * 1000 + epoch, workers):
-                    if batch is None:
-                        continue
-                    idx, (xa, xb) = batch
-                    f = run.features(torch.cat([xa, xb]))
-                    logit = head(f[: len(idx)], f[len(idx):])
-                    y = torch.from_numpy(pairs[idx.numpy(), 2]).float().to(device)
-                    loss = lossf(logit, y)
-                    run.step(loss, optim)
-                    total, n = total + loss.item() * len(idx), n + len(idx)
-                return total / max(1, n)
-
-            def validate() -> dict:
-                v, _ = run.embed(val_files)
-                head.eval()
-                with torch.inference_mode():
-                    t = torch.from_numpy(v).to(device)
-                    logit = head(t[vpairs[:, 0]], t[vpairs[:, 1]]).float()
-                    vloss = float(F.binary_cross_entropy_with_logits(logit, torch.from_numpy(vlabels).float()
-                                                                     .to(device)))
-                return {"val_auc": roc_auc(logit.cpu().numpy(), vlabels), "val_loss": vloss}
-
-            keep: tuple[nn.Module, ...] = (model, head)
-        else:
-            stage = last_stage(model, run.embedder.data_config["input_size"])
-            trainable = _freeze_all_but(model, stage)
-            classifier = CosineClassifier(dim, len(names)).to(device)
-            params = {}
-            head = CosineScorer()
-            optim = torch.optim.AdamW([{"params": trainable, "lr": opts.lr * FINETUNE_LR_FACTOR},
-                                       {"params": classifier.parameters(), "lr": opts.lr}],
-                                      weight_decay=opts.weight_decay)
-            lossf = nn.CrossEntropyLoss(label_smoothing=0.1)
-            items = np.arange(len(train_files)).reshape(-1, 1)
-
-            def step_epoch(epoch: int) -> float:
-                _train_mode(model, stage)
-                classifier.train()
-                total, n = 0.0, 0
-                for batch in _loader(_Augmented(train_files, items, augment), batch_size,
-                                     opts.seed * 1000 + epoch, workers):
-                    if batch is None:
-                        continue
-                    idx, (x,) = batch
-                    loss = lossf(classifier(run.features(x)), codes[idx].to(device))
-                    run.step(loss, optim)
-                    total, n = total + loss.item() * len(idx), n + len(idx)
-                return total / max(1, n)
-
-            def validate() -> dict:
-                v, _ = run.embed(val_files)
-                return {"val_auc": roc_auc(np.einsum("nd,nd->n", v[vpairs[:, 0]], v[vpairs[:, 1]]), vlabels)}
-
-            before = roc_auc(np.einsum("nd,nd->n", v0[ok][vpairs[:, 0]], v0[ok][vpairs[:, 1]]), vlabels)
-            extra_info = {"val_auc_before": float(before),
-                          "unfrozen_modules": [n for n in stage if not any(n.startswith(m + ".") for m in stage)],
-                          "trainable_parameters": int(sum(p.numel() for p in trainable))}
-            keep = (model,)
-
-        history, best_epoch = _epochs(step_epoch, validate, keep, opts, log)
-        model.eval()
-        head = head.cpu().eval()
-
-        # the kept network as the model's file; everything below embeds from that file, as compare will
+        d, bad = _prepare(dataset, tmp, opts, method, embedding, split, device, num_workers)
+        recipe = method.load_recipe()(d)
+        trainer = Trainer(opts.epochs, opts.patience, log)
+        history = trainer.run(recipe.step_epoch, recipe.validate, recipe.keep)
+        d.model.eval()
+        wfile = Path(tmp) / BACKBONE_FILE  # the kept network as the model's file; compare embeds from it
         from safetensors.torch import save_file
 
-        wfile = Path(tmp) / BACKBONE_FILE
-        save_file(_plain(model.state_dict()), str(wfile))
-        del run, model
-        final = Embedder(dataclasses.replace(embedding, weights=str(wfile)), device=device,
-                         batch_size=min(batch_size, 64), num_workers=workers)
-        vecs, failures = final.embed_files(train_files + val_files)
-        good = np.isfinite(vecs).all(1)
-        n_train = len(train_files)
-        tr = np.flatnonzero(good[:n_train])
-        va = np.flatnonzero(good[n_train:])
-        fingerprint = dict(final.fingerprint, weights_file=BACKBONE_FILE)
-        pm, _ = fit(vecs[tr], [train_artists[i] for i in tr], vecs[n_train + va], [val_artists[i] for i in va],
-                    fingerprint, opts, artists_split=split["artists"],
-                    train_hashes=[file_sha256(train_files[i]) for i in tr], trained_head=(head, params))
+        save_file(_plain(d.model.state_dict()), str(wfile))
+        pm, n_failed = _fit_trained(d, recipe, wfile, embedding, split, device)
         pm.info.update({
-            "epochs_run": len(history), "best_epoch": best_epoch,
+            "epochs_run": len(history), "best_epoch": trainer.best_epoch,
             "training": {"from": "image files", "data": str(data), "crop_scale": list(CROP_SCALE),
-                         "pair_score": "siamese head, trained end to end with the CNN" if cnn
-                         else "cosine of the fine-tuned embedding", **extra_info},
-            "skipped_images": len(failures) + len(bad),
+                         "pair_score": "siamese head, trained end to end with the CNN" if method.name == "cnn"
+                         else "cosine of the fine-tuned embedding", **recipe.info},
+            "skipped_images": n_failed + len(bad),
         })
         pm.info.update(info or {})
         extra = {BACKBONE_FILE: wfile.read_bytes(), "MODEL_CARD.md": model_card(pm).encode()}

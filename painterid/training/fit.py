@@ -7,30 +7,28 @@ them: the threshold and the probability mapping come from pairs of artists the h
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError
+from ..errors import DataError, PainterIDError
 from ..evaluation.metrics import best_threshold, roc_auc
-from ..evaluation.pairs import balanced_pairs
+from ..pairs import balanced_pairs
 from ..scoring.calibration import Calibrator
-from ..scoring.heads import ClassifierHead, CosineScorer, MetricHead, SiameseHead
+from ..scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
 from ..scoring.model import PairModel
 from ..defaults import DEFAULT_CHAIN, DEFAULT_METHOD
 from ..scoring.normalise import AUTO_CHAINS, Chain
-
-METRIC_LOSSES = ("supcon", "contrastive", "triplet", "multisimilarity", "arcface", "subcenter_arcface")
-
+from .trainer import Trainer, optimiser_step, seed_everything
 
 @dataclass
 class TrainOptions:
     """Hyper-parameters of `painterid train` (defaults measured on ../shared/paintings, see docs/RESULTS.md)."""
 
     method: str = DEFAULT_METHOD  # best mean over both protocols (docs/RESULTS.md section 7)
-    pairs: str = "all"  # siamese: "all" = every same-artist pair + as many different (the report); "triples"
     max_pairs: int = 200_000
     epochs: int = 40
     lr: float = 1e-3
@@ -46,42 +44,12 @@ class TrainOptions:
     csls_k: int = 10
     cohort_size: int = 4096
     seed: int = 0
-    extra: dict = field(default_factory=dict)
-
-
-def _seed_everything(seed: int) -> np.random.Generator:
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    return np.random.default_rng(seed)
 
 
 def _artist_codes(artists: list[str]) -> tuple[np.ndarray, list[str]]:
     names = sorted(set(artists))
     lookup = {a: i for i, a in enumerate(names)}
     return np.array([lookup[a] for a in artists], dtype=np.int64), names
-
-
-def report_triples(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The report's training pairs: each painting with ≥1 same-artist partner is a reference; it is paired with
-    a random painting of the same artist (label 1) and a random painting of another artist (label 0)."""
-    by_artist: dict[int, np.ndarray] = {}
-    for c in np.unique(codes):
-        by_artist[int(c)] = np.flatnonzero(codes == c)
-    rows = []
-    n = len(codes)
-    for ref in rng.permutation(n):
-        same = by_artist[int(codes[ref])]
-        if len(same) < 2:
-            continue
-        partner = ref
-        while partner == ref:
-            partner = int(rng.choice(same))
-        other = int(rng.integers(n))
-        while codes[other] == codes[ref]:
-            other = int(rng.integers(n))
-        rows.append((ref, partner, 1))
-        rows.append((ref, other, 0))
-    return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
 def _val_scores(head: nn.Module, xv: torch.Tensor, vpairs: np.ndarray) -> np.ndarray:
@@ -95,48 +63,150 @@ def _bce_val_loss(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(nn.functional.binary_cross_entropy_with_logits(t, torch.from_numpy(labels.astype(np.float32))))
 
 
-def _metric_loss(name: str, n_classes: int, dim: int):
-    from pytorch_metric_learning import distances, losses, miners
+@dataclass
+class HeadData:
+    """What a head recipe trains from: training vectors and artist codes, validation vectors and pairs."""
 
-    if name == "supcon":
-        return losses.SupConLoss(temperature=0.1), None
-    if name == "contrastive":
-        return losses.ContrastiveLoss(pos_margin=0.0, neg_margin=0.5, distance=distances.CosineSimilarity()), None
-    if name == "triplet":
-        return (losses.TripletMarginLoss(margin=0.2, distance=distances.CosineSimilarity()),
-                miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard", distance=distances.CosineSimilarity()))
-    if name == "multisimilarity":
-        return losses.MultiSimilarityLoss(), miners.MultiSimilarityMiner()
-    if name == "arcface":
-        return losses.ArcFaceLoss(n_classes, dim, margin=28.6, scale=30), None
-    if name == "subcenter_arcface":
-        return losses.SubCenterArcFaceLoss(n_classes, dim, margin=28.6, scale=30, sub_centers=3), None
-    raise ValueError(f"unknown metric loss {name!r}; choose from {', '.join(METRIC_LOSSES)}")
+    xt: torch.Tensor
+    codes: np.ndarray
+    names: list[str]
+    train_artists: list[str]
+    xv: torch.Tensor
+    vpairs: np.ndarray
+    opts: TrainOptions
+    gen: torch.Generator
+
+    @property
+    def dim(self) -> int:
+        return int(self.xt.shape[1])
 
 
-def _train_loop(head: nn.Module, opts: TrainOptions, step_epoch, xv, vpairs, log) -> tuple[nn.Module, list[dict]]:
-    """Run epochs of `step_epoch`, keep the head state with the best validation AUC (early stopping)."""
-    history: list[dict] = []
-    best_auc, best_state, stale = -np.inf, copy.deepcopy(head.state_dict()), 0
-    for epoch in range(1, opts.epochs + 1):
+@dataclass
+class HeadRecipe:
+    """A head to train: the module, its constructor params, and one epoch of training (None: nothing to train)."""
+
+    head: nn.Module
+    params: dict
+    step_epoch: Callable[[int], float] | None = None
+    val_loss: bool = False  # record the validation BCE (heads whose score is a logit)
+
+
+def _batches(n: int, size: int, order: torch.Tensor):
+    for s in range(0, n, size):
+        yield order[s:s + size]
+
+
+def cosine_recipe(d: HeadData) -> HeadRecipe:
+    return HeadRecipe(METHOD_REGISTRY.get("cosine").head(d.dim), {})
+
+
+def siamese_recipe(d: HeadData) -> HeadRecipe:
+    opts = d.opts
+    params = {"hidden": opts.hidden, "dropout": opts.dropout}
+    head = METHOD_REGISTRY.get("siamese").head(d.dim, **params)
+    optim = torch.optim.AdamW(head.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    lossf = nn.BCEWithLogitsLoss()
+
+    def step(epoch: int) -> float:  # negatives re-drawn every epoch
+        trip = torch.from_numpy(balanced_pairs(d.train_artists, seed=opts.seed * 1000 + epoch,
+                                               max_pos=opts.max_pairs // 2))
+        total = 0.0
+        for idx in _batches(len(trip), opts.batch_size, torch.randperm(len(trip), generator=d.gen)):
+            b = trip[idx]
+            loss = lossf(head(d.xt[b[:, 0]], d.xt[b[:, 1]]), b[:, 2].float())
+            optimiser_step(loss, optim)
+            total += loss.item() * len(b)
+        return total / max(1, len(trip))
+
+    return HeadRecipe(head, params, step, val_loss=True)
+
+
+def metric_recipe(d: HeadData) -> HeadRecipe:
+    from pytorch_metric_learning.samplers import MPerClassSampler
+
+    opts, codes = d.opts, d.codes
+    params = {"out_dim": opts.out_dim, "hidden": opts.hidden * 2}
+    head = METHOD_REGISTRY.get("metric").head(d.dim, **params)
+    loss_fn, miner = LOSS_REGISTRY.get(opts.loss).make(len(d.names), opts.out_dim)
+    groups = [{"params": head.parameters()}]
+    if any(True for _ in loss_fn.parameters()):
+        groups.append({"params": loss_fn.parameters(), "lr": opts.lr * 10})
+    optim = torch.optim.AdamW(groups, lr=opts.lr, weight_decay=opts.weight_decay)
+    labels = torch.from_numpy(codes)
+    keep = np.flatnonzero(np.bincount(codes)[codes] >= 2)
+    n_multi = len(np.unique(codes[keep]))
+    batch = min(opts.batch_size, len(keep), opts.m_per_class * n_multi)
+    batch = max(opts.m_per_class * 2, batch // opts.m_per_class * opts.m_per_class)
+
+    def step(epoch: int) -> float:
+        torch.manual_seed(opts.seed * 1000 + epoch)
+        sampler = MPerClassSampler(labels[keep].tolist(), m=opts.m_per_class, batch_size=batch,
+                                   length_before_new_iter=max(batch, len(keep)))
+        idx = torch.from_numpy(keep)[torch.tensor(list(iter(sampler)))]
+        total, n = 0.0, 0
+        for b in _batches(len(idx), batch, idx):
+            z, y = head.space(d.xt[b]), labels[b]
+            loss = loss_fn(z, y, miner(z, y)) if miner is not None else loss_fn(z, y)
+            optimiser_step(loss, optim)
+            total += loss.item() * len(b)
+            n += len(b)
+        return total / max(1, n)
+
+    return HeadRecipe(head, params, step)
+
+
+def classifier_recipe(d: HeadData) -> HeadRecipe:
+    opts = d.opts
+    params = {"n_classes": len(d.names), "hidden": opts.hidden * 2, "dropout": opts.dropout}
+    head = METHOD_REGISTRY.get("classifier").head(d.dim, **params)
+    optim = torch.optim.AdamW(head.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    labels = torch.from_numpy(d.codes)
+    lossf = nn.CrossEntropyLoss(label_smoothing=0.1)
+
+    def step(epoch: int) -> float:
+        total = 0.0
+        for b in _batches(len(d.xt), opts.batch_size, torch.randperm(len(d.xt), generator=d.gen)):
+            loss = lossf(head.logits(d.xt[b]), labels[b])
+            optimiser_step(loss, optim)
+            total += loss.item() * len(b)
+        return total / max(1, len(d.xt))
+
+    return HeadRecipe(head, params, step)
+
+
+def train_head(d: HeadData, log=None) -> tuple[nn.Module, dict, list[dict]]:
+    """Look up `d.opts.method`'s recipe, train its head with early stopping; returns (head, params, history)."""
+    method = METHOD_REGISTRY.get(d.opts.method)
+    if method.from_images:
+        raise PainterIDError(f"--method {method.name} trains from image files (training.train_from_images)")
+    recipe = method.load_recipe()(d)
+    if recipe.step_epoch is None:
+        return recipe.head, recipe.params, []
+    head = recipe.head
+
+    def step(epoch: int) -> float:
         head.train()
-        train_loss = step_epoch(epoch)
-        vs = _val_scores(head, xv, vpairs)
-        auc = roc_auc(vs, vpairs[:, 2])
-        rec = {"epoch": epoch, "train_loss": train_loss, "val_auc": auc}
-        if opts.method == "siamese":
-            rec["val_loss"] = _bce_val_loss(vs, vpairs[:, 2])
-        history.append(rec)
-        if log:
-            log(rec)
-        if auc > best_auc + 1e-4:
-            best_auc, best_state, stale = auc, copy.deepcopy(head.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= opts.patience:
-                break
-    head.load_state_dict(best_state)
-    return head.eval(), history
+        return recipe.step_epoch(epoch)
+
+    def validate() -> dict:
+        vs = _val_scores(head, d.xv, d.vpairs)
+        rec = {"val_auc": roc_auc(vs, d.vpairs[:, 2])}
+        if recipe.val_loss:
+            rec["val_loss"] = _bce_val_loss(vs, d.vpairs[:, 2])
+        return rec
+
+    history = Trainer(d.opts.epochs, d.opts.patience, log).run(step, validate, (head,))
+    return head.eval(), recipe.params, history
+
+
+def _check_trainable(opts: TrainOptions, codes: np.ndarray, vpairs: np.ndarray) -> None:
+    if len(vpairs) == 0:
+        raise DataError("the validation artists have no same-artist pairs (every one has a single painting); "
+                        "use artists with two or more paintings, or a larger --val-artists")
+    n_multi = int((np.bincount(codes) >= 2).sum()) if len(codes) else 0
+    if opts.method in ("siamese", "metric") and n_multi < 2:  # else: no pairs to learn from (or a sampler crash)
+        raise DataError(f"{opts.method} training needs two or more training artists with at least two paintings "
+                        f"each (found {n_multi}); use more paintings per artist, or --method cosine")
 
 
 def normaliser_candidates(spec: str) -> list[str]:
@@ -221,109 +291,17 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
 def _fit_head(train_x, train_artists, val_x, val_artists, embedding, opts, artists_split, train_hashes, log,
               trained_head) -> tuple[PairModel, list[dict]]:
     """Train the head of `opts.method` on (already normalised) vectors, early-stopped on validation artists."""
-    rng = _seed_everything(opts.seed)
-    xt = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
-    xv = torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32))
+    seed_everything(opts.seed)
     codes, names = _artist_codes(list(train_artists))
     vpairs = balanced_pairs(list(val_artists), seed=opts.seed)
-    if len(vpairs) == 0:
-        raise DataError("the validation artists have no same-artist pairs (every one has a single painting); "
-                        "use artists with two or more paintings, or a larger --val-artists")
-    n_multi = int((np.bincount(codes) >= 2).sum()) if len(codes) else 0
-    if opts.method in ("siamese", "metric") and n_multi < 2:  # else: no pairs to learn from (or a sampler crash)
-        raise DataError(f"{opts.method} training needs two or more training artists with at least two paintings "
-                        f"each (found {n_multi}); use more paintings per artist, or --method cosine")
-    dim = xt.shape[1]
-    gen = torch.Generator().manual_seed(opts.seed)
+    _check_trainable(opts, codes, vpairs)
     history: list[dict] = []
-
     if trained_head is not None:
         head, params = trained_head[0].eval(), dict(trained_head[1])
-    elif opts.method == "cosine":
-        head, params = CosineScorer(), {}
-    elif opts.method == "siamese":
-        params = {"hidden": opts.hidden, "dropout": opts.dropout}
-        head = SiameseHead(dim, **params)
-        optim = torch.optim.AdamW(head.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-        lossf = nn.BCEWithLogitsLoss()
-
-        def step(epoch):
-            if opts.pairs == "triples":
-                trip = torch.from_numpy(report_triples(codes, rng))
-            else:  # negatives re-drawn every epoch
-                trip = torch.from_numpy(balanced_pairs(list(train_artists), seed=opts.seed * 1000 + epoch,
-                                                       max_pos=opts.max_pairs // 2))
-            order = torch.randperm(len(trip), generator=gen)
-            total = 0.0
-            for s in range(0, len(trip), opts.batch_size):
-                b = trip[order[s:s + opts.batch_size]]
-                logit = head(xt[b[:, 0]], xt[b[:, 1]])
-                loss = lossf(logit, b[:, 2].float())
-                optim.zero_grad()
-                loss.backward()
-                optim.step()
-                total += loss.item() * len(b)
-            return total / max(1, len(trip))
-
-        head, history = _train_loop(head, opts, step, xv, vpairs, log)
-    elif opts.method == "metric":
-        from pytorch_metric_learning.samplers import MPerClassSampler
-
-        params = {"out_dim": opts.out_dim, "hidden": opts.hidden * 2}
-        head = MetricHead(dim, **params)
-        loss_fn, miner = _metric_loss(opts.loss, len(names), opts.out_dim)
-        groups = [{"params": head.parameters()}]
-        if any(True for _ in loss_fn.parameters()):
-            groups.append({"params": loss_fn.parameters(), "lr": opts.lr * 10})
-        optim = torch.optim.AdamW(groups, lr=opts.lr, weight_decay=opts.weight_decay)
-        labels = torch.from_numpy(codes)
-        multi = np.bincount(codes)[codes] >= 2
-        keep = np.flatnonzero(multi)
-        n_multi = len(np.unique(codes[keep]))
-        batch = min(opts.batch_size, len(keep), opts.m_per_class * n_multi)
-        batch = max(opts.m_per_class * 2, batch // opts.m_per_class * opts.m_per_class)
-
-        def step(epoch):
-            torch.manual_seed(opts.seed * 1000 + epoch)
-            sampler = MPerClassSampler(labels[keep].tolist(), m=opts.m_per_class, batch_size=batch,
-                                       length_before_new_iter=max(batch, len(keep)))
-            idx = torch.from_numpy(keep)[torch.tensor(list(iter(sampler)))]
-            total, n = 0.0, 0
-            for s in range(0, len(idx), batch):
-                b = idx[s:s + batch]
-                z = head.space(xt[b])
-                y = labels[b]
-                loss = loss_fn(z, y, miner(z, y)) if miner is not None else loss_fn(z, y)
-                optim.zero_grad()
-                loss.backward()
-                optim.step()
-                total += loss.item() * len(b)
-                n += len(b)
-            return total / max(1, n)
-
-        head, history = _train_loop(head, opts, step, xv, vpairs, log)
-    elif opts.method == "classifier":
-        params = {"n_classes": len(names), "hidden": opts.hidden * 2, "dropout": opts.dropout}
-        head = ClassifierHead(dim, **params)
-        optim = torch.optim.AdamW(head.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-        labels = torch.from_numpy(codes)
-        lossf = nn.CrossEntropyLoss(label_smoothing=0.1)
-
-        def step(epoch):
-            order = torch.randperm(len(xt), generator=gen)
-            total = 0.0
-            for s in range(0, len(order), opts.batch_size):
-                b = order[s:s + opts.batch_size]
-                loss = lossf(head.logits(xt[b]), labels[b])
-                optim.zero_grad()
-                loss.backward()
-                optim.step()
-                total += loss.item() * len(b)
-            return total / max(1, len(order))
-
-        head, history = _train_loop(head, opts, step, xv, vpairs, log)
     else:
-        raise ValueError(f"unknown method {opts.method!r}")
-
+        data = HeadData(torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32)), codes, names,
+                        list(train_artists), torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32)),
+                        vpairs, opts, torch.Generator().manual_seed(opts.seed))
+        head, params, history = train_head(data, log)
     model = PairModel(opts.method, embedding, head, params, artists=artists_split, train_hashes=train_hashes or [])
     return model, history

@@ -1,4 +1,4 @@
-"""Pair protocols and artist-disjoint splits.
+"""Pair protocols (the data layer: training and evaluation both draw their pairs here).
 
 Paintings are indices ``0 .. N-1`` into ``artists`` (one artist name per painting).  A set of
 pairs is an ``int64`` array of shape ``(P, 3)`` with rows ``(i, j, same)``: ``same`` is 1 for a
@@ -8,21 +8,22 @@ same-artist pair, 0 for a different-artist pair and -1 when unknown (an unlabell
   different-artist pair per positive (50 % positives).
 * :func:`natural_pairs` – all pairs, or a uniform sample (~1 % positives on Kaggle-like data).
 * :func:`read_pairs_csv` – pairs from a ``image1,image2[,same]`` CSV.
-* :func:`split_artists` – artist-disjoint train/val/test split of the artist names.
 * :func:`split_pairs` / :func:`balanced_test_sets` – the report's seen / unseen / mixed test sets.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from painterid.errors import DataError
+from painterid.io import check_columns
+from painterid.registry import Registry
 
 __all__ = [
     "balanced_pairs",
@@ -30,9 +31,28 @@ __all__ = [
     "read_pairs_csv",
     "split_pairs",
     "balanced_test_sets",
-    "split_artists",
     "MAX_ALL_PAIRS",
 ]
+
+@dataclass(frozen=True)
+class Choice:
+    """A named choice with a one-line help (pair protocols, test splits)."""
+
+    name: str
+    help: str
+
+
+#: How test pairs are drawn (`evaluate --protocol`).
+PROTOCOLS: Registry[Choice] = Registry("protocol")
+PROTOCOLS.register(Choice("balanced", "the seed report's: every same-artist pair and as many different (50% same)"))
+PROTOCOLS.register(Choice("natural", "all pairs, or a uniform sample (~1% same on Kaggle-like data)"))
+
+#: The seed report's test sets (`evaluate --split`): pairs of seen artists, unseen artists, both mixed; or all three.
+SPLITS: Registry[Choice] = Registry("split")
+for _name, _help in (("seen", "both artists trained on"), ("unseen", "neither artist trained on"),
+                     ("mixed", "every pair of a test set mixing seen and unseen artists"),
+                     ("all", "seen, unseen and mixed")):
+    SPLITS.register(Choice(_name, _help))
 
 #: natural_pairs refuses to materialise more pairs than this without ``n_pairs``.
 MAX_ALL_PAIRS = 20_000_000
@@ -40,7 +60,7 @@ MAX_ALL_PAIRS = 20_000_000
 _EMPTY = np.zeros((0, 3), dtype=np.int64)
 
 
-def _artist_codes(artists: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def artist_codes(artists: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(unique names, integer code per painting)."""
     names = np.asarray([str(a) for a in artists], dtype=object)
     if names.size == 0:
@@ -94,7 +114,7 @@ def balanced_pairs(artists: Sequence[str], seed: int = 0, max_pos: int | None = 
     Deterministic for a ``seed``.  No positives → the empty ``(0, 3)`` array (the caller warns).
     Raises :class:`DataError` when there are positives but only one artist.
     """
-    uniq, codes = _artist_codes(artists)
+    uniq, codes = artist_codes(artists)
     n = codes.size
     if n == 0:
         return _EMPTY.copy()
@@ -109,28 +129,55 @@ def balanced_pairs(artists: Sequence[str], seed: int = 0, max_pos: int | None = 
     if uniq.size < 2:
         raise DataError("balanced pairs need at least two artists (no different-artist pair exists)")
 
-    # ---- positives
     if max_pos is not None and max_pos < 0:
         raise ValueError(f"max_pos must be >= 0, got {max_pos}")
+    g = _Groups(codes, order, counts, starts, n_pairs_per)
+    pos_i, pos_j = _positives(g, total, max_pos, rng)
+    if pos_i.size == 0:
+        return _EMPTY.copy()
+    anchor, partner, keep = _negatives(g, pos_i, pos_j, rng)
+    neg_i = np.minimum(anchor, partner)[keep]
+    neg_j = np.maximum(anchor, partner)[keep]
+
+    pos = np.stack([pos_i, pos_j, np.ones_like(pos_i)], axis=1)
+    neg = np.stack([neg_i, neg_j, np.zeros_like(neg_i)], axis=1)
+    return np.concatenate([pos, neg]).astype(np.int64)
+
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Paintings grouped by artist: codes, the grouping order, count and start of each artist, pairs per artist."""
+
+    codes: np.ndarray
+    order: np.ndarray
+    counts: np.ndarray
+    starts: np.ndarray
+    n_pairs_per: np.ndarray
+
+
+def _positives(g: _Groups, total: int, max_pos: int | None, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Every same-artist pair (or a seeded sample of `max_pos`), as (i, j) with i < j ordered by (i, j)."""
     if max_pos is None or max_pos >= total:
         lin = np.arange(total, dtype=np.int64)
     else:
         lin = np.sort(rng.choice(total, size=int(max_pos), replace=False)).astype(np.int64)
-    cum = np.cumsum(n_pairs_per)
+    cum = np.cumsum(g.n_pairs_per)
     grp = np.searchsorted(cum, lin, side="right")
-    within = lin - (cum[grp] - n_pairs_per[grp])
-    a, b = _triu_from_linear(within, counts[grp])
-    pi = order[starts[grp] + a]
-    pj = order[starts[grp] + b]
+    within = lin - (cum[grp] - g.n_pairs_per[grp])
+    a, b = _triu_from_linear(within, g.counts[grp])
+    pi = g.order[g.starts[grp] + a]
+    pj = g.order[g.starts[grp] + b]
     pos_i, pos_j = np.minimum(pi, pj), np.maximum(pi, pj)
-    # order positives by (i, j)
     srt = np.lexsort((pos_j, pos_i))
-    pos_i, pos_j = pos_i[srt], pos_j[srt]
-    n_pos = pos_i.size
-    if n_pos == 0:
-        return _EMPTY.copy()
+    return pos_i[srt], pos_j[srt]
 
-    # ---- negatives
+
+def _negatives(g: _Groups, pos_i: np.ndarray, pos_j: np.ndarray, rng):
+    """For each positive, one of its paintings (the anchor) and a random painting of another artist; no pair twice.
+    Returns (anchor, partner, keep)."""
+    codes, order, counts, starts = g.codes, g.order, g.counts, g.starts
+    n, n_pos = codes.size, pos_i.size
     anchor = np.where(rng.integers(0, 2, size=n_pos) == 0, pos_i, pos_j)
     a_code = codes[anchor]
     n_other = n - counts[a_code]  # > 0 since there are >= 2 artists
@@ -168,12 +215,7 @@ def balanced_pairs(artists: Sequence[str], seed: int = 0, max_pos: int | None = 
             f"for {n_pos} same-artist pairs; {int((~keep).sum())} negatives dropped",
             stacklevel=2,
         )
-    neg_i = np.minimum(anchor, partner)[keep]
-    neg_j = np.maximum(anchor, partner)[keep]
-
-    pos = np.stack([pos_i, pos_j, np.ones_like(pos_i)], axis=1)
-    neg = np.stack([neg_i, neg_j, np.zeros_like(neg_i)], axis=1)
-    return np.concatenate([pos, neg]).astype(np.int64)
+    return anchor, partner, keep
 
 
 # --------------------------------------------------------------------------- natural pairs
@@ -186,7 +228,7 @@ def natural_pairs(artists: Sequence[str], n_pairs: int | None = None, seed: int 
     ``(i, j, same)`` ordered by ``i, j``.  Without ``n_pairs`` more than :data:`MAX_ALL_PAIRS`
     pairs raise :class:`DataError` (pass ``n_pairs``); ``n_pairs >= N(N-1)/2`` gives all pairs.
     """
-    _, codes = _artist_codes(artists)
+    _, codes = artist_codes(artists)
     n = codes.size
     total = n * (n - 1) // 2
     if total == 0:
@@ -214,6 +256,18 @@ _TRUE = {"1", "1.0", "true", "yes", "same", "y", "t"}
 _FALSE = {"0", "0.0", "false", "no", "different", "n", "f"}
 
 
+def _same_label(p: Path, r: int, value: str | None) -> int:
+    """1 / 0 from a `same` cell (1/0, true/false, yes/no), -1 when empty."""
+    cell = (value or "").strip().lower()
+    if cell in _TRUE:
+        return 1
+    if cell in _FALSE:
+        return 0
+    if cell not in ("", "-1", "nan", "none"):
+        raise DataError(f"{p}: line {r + 2}: 'same' must be 1/0 or true/false, got {value!r}")
+    return -1
+
+
 def read_pairs_csv(path, name_to_index: Mapping[str, int]) -> np.ndarray:
     """Read pairs from a CSV with a header ``image1,image2[,same]`` (other columns are ignored).
 
@@ -236,12 +290,7 @@ def read_pairs_csv(path, name_to_index: Mapping[str, int]) -> np.ndarray:
             fields = [f.strip() for f in (reader.fieldnames or [])]
             if not fields:
                 raise DataError(f"{p}: empty pairs file (needs a header row 'image1,image2[,same]')")
-            reader.fieldnames = fields
-            missing = [c for c in ("image1", "image2") if c not in fields]
-            if missing:
-                raise DataError(
-                    f"{p}: missing column(s) {', '.join(missing)}; a pairs CSV needs the header "
-                    f"'image1,image2' and optionally 'same' (found: {', '.join(fields)})")
+            reader.fieldnames = check_columns(p, fields, ("image1", "image2"), expected="image1,image2[,same]")
             has_same = "same" in fields
             rows = list(reader)
     except UnicodeDecodeError as exc:
@@ -265,15 +314,7 @@ def read_pairs_csv(path, name_to_index: Mapping[str, int]) -> np.ndarray:
         for name, idx in ((row.get("image1"), i), (row.get("image2"), j)):
             if idx is None:
                 unknown.append((name or "").strip())
-        same = -1
-        if has_same:
-            cell = (row.get("same") or "").strip().lower()
-            if cell in _TRUE:
-                same = 1
-            elif cell in _FALSE:
-                same = 0
-            elif cell not in ("", "-1", "nan", "none"):
-                raise DataError(f"{p}: line {r + 2}: 'same' must be 1/0 or true/false, got {row.get('same')!r}")
+        same = _same_label(p, r, row.get("same")) if has_same else -1
         out[r] = (-1 if i is None else i, -1 if j is None else j, same)
     if unknown:
         uniq = list(dict.fromkeys(unknown))
@@ -281,6 +322,11 @@ def read_pairs_csv(path, name_to_index: Mapping[str, int]) -> np.ndarray:
             f"{p}: {len(uniq)} file name(s) ({len(unknown)} occurrence(s)) are not in the data set, "
             f"e.g. {', '.join(repr(u) for u in uniq[:5])}")
 
+    return _deduplicated(p, out)
+
+
+def _deduplicated(p: Path, out: np.ndarray) -> np.ndarray:
+    """Drop self-pairs and exact duplicates (either order) with a warning; refuse contradicting labels."""
     selfpairs = out[:, 0] == out[:, 1]
     if selfpairs.any():
         warnings.warn(f"{p}: dropped {int(selfpairs.sum())} pair(s) of a painting with itself", stacklevel=2)
@@ -375,69 +421,3 @@ def balanced_test_sets(
         p[:, 0], p[:, 1] = lo, hi
         out[key] = p
     return out
-
-
-# --------------------------------------------------------------------------- artist split
-
-
-def split_artists(
-    artists: Sequence[str],
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
-    seed: int = 0,
-    min_per_artist: int = 1,
-) -> dict[str, list[str]]:
-    """Artist-disjoint ``{"train", "val", "test"}`` split of the distinct artist names (sorted lists).
-
-    Artists with fewer than ``min_per_artist`` paintings are left out of every split.  The number
-    of artists per split follows ``fractions`` (each split with a positive fraction gets at least
-    one artist).  To give every split same-artist pairs, artists are ordered by painting count
-    (most first; the order within windows of similar rank is shuffled with ``seed``) and dealt out
-    so that each split's share of the prolific artists stays proportional to its fraction.
-    Deterministic for a ``seed``.  Raises :class:`DataError` with fewer than three artists.
-    """
-    fr = np.asarray(list(fractions), dtype=np.float64)
-    if fr.shape != (3,) or (fr < 0).any() or not math.isclose(fr.sum(), 1.0, abs_tol=1e-6):
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}")
-    uniq, codes = _artist_codes(artists)
-    counts = np.bincount(codes, minlength=uniq.size)
-    eligible = counts >= int(min_per_artist)
-    names = uniq[eligible].astype(str)
-    counts = counts[eligible]
-    a = names.size
-    if a < 3:
-        raise DataError(
-            f"an artist-disjoint train/val/test split needs at least 3 artists"
-            f"{f' with >= {min_per_artist} paintings' if min_per_artist > 1 else ''}; found {a}")
-
-    # Split sizes: largest-remainder rounding, then at least one artist per positive fraction.
-    raw = fr * a
-    sizes = np.floor(raw).astype(np.int64)
-    for k in np.argsort(-(raw - sizes), kind="stable")[: a - sizes.sum()]:
-        sizes[k] += 1
-    for k in range(3):
-        if fr[k] > 0 and sizes[k] == 0:
-            donor = int(np.argmax(sizes))
-            sizes[donor] -= 1
-            sizes[k] += 1
-
-    rng = np.random.default_rng(seed)
-    # Most paintings first; ties and near-ranks shuffled by the seed.
-    perm = rng.permutation(a)
-    order = perm[np.argsort(-counts[perm], kind="stable")]
-    window = max(1, int(math.ceil(1.0 / fr[fr > 0].min())))
-    for w in range(0, a, window):
-        order[w:w + window] = rng.permutation(order[w:w + window])
-
-    quota = sizes / a
-    assigned = np.zeros(3, dtype=np.int64)
-    split_of = np.empty(a, dtype=np.int64)
-    for t, art in enumerate(order, start=1):
-        deficit = quota * t - assigned
-        deficit[assigned >= sizes] = -np.inf
-        best = np.flatnonzero(deficit == deficit.max())
-        k = int(best[0]) if best.size == 1 else int(rng.choice(best))
-        split_of[art] = k
-        assigned[k] += 1
-
-    keys = ("train", "val", "test")
-    return {keys[k]: sorted(names[split_of == k].tolist()) for k in range(3)}

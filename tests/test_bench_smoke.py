@@ -1,0 +1,57 @@
+"""Every bench/ script still runs, at a tiny size (seconds each): a benchmark that rots fails here.
+
+The figures are not checked (speed belongs in docs/PERFORMANCE.md, measured at full size); each script must exit 0
+and print its JSON result line.  A new script in bench/ without tiny arguments here fails the first test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+
+def _tiny_args(data: Path, out: Path) -> dict[str, list[str]]:
+    img = sorted(data.rglob("*.jpg"))[:2] or sorted(data.rglob("*.png"))[:2]
+    return {
+        "backbones.py": ["--data", str(data), "--backbones", "efficientnet_lite0", "--views", "center",
+                         "--pools", "gap", "--out", str(out / "backbones.json")],
+        "compare_startup.py": [*map(str, img), "--rounds", "1"],
+        "embed_distributed.py": ["--n", "4", "--size", "64", "--nproc", "1", "--backbone", "efficientnet_lite0"],
+        "embed_throughput.py": ["--n", "4", "--size", "64", "--workers", "0", "--rounds", "1",
+                                "--backbone", "efficientnet_lite0", "--view", "center", "--data", str(out / "thr")],
+        "index_search.py": ["--sizes", "2000", "--dim", "16", "--per-artist", "20", "--queries", "20",
+                            "--single", "10"],
+        "methods.py": ["--data", str(data), "--backbone", "efficientnet_lite0", "--methods", "cosine", "siamese",
+                       "--seeds", "0", "--epochs", "1", "--out", str(out / "methods.json")],
+        "pair_scoring.py": ["--vectors", "300", "--pairs", "20000", "--siamese-pairs", "2000",
+                            "--old-sample", "2000"],
+        "run_all.py": ["--quick", "--only", "index_search", "--out", str(out)],
+        "train_epoch.py": ["--n", "300", "--dim", "16", "--artists", "10", "--max-pairs", "2000", "--world", "1"],
+    }
+
+
+SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name != "common.py")
+
+
+def test_every_bench_script_has_tiny_arguments(tmp_path):
+    assert sorted(_tiny_args(tmp_path, tmp_path)) == SCRIPTS
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bench_script_runs_at_a_tiny_size(script, synthetic_data, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, str(BENCH / script), *_tiny_args(synthetic_data, tmp_path)[script]],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    written = sorted(tmp_path.glob("*.json")) + sorted(tmp_path.glob("*.jsonl"))
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert lines or written, r.stdout[-500:]
+    for text in lines[-1:] or [written[0].read_text().splitlines()[0]]:
+        assert isinstance(json.loads(text), dict)
