@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from painterid.datasets import split_paintings  # noqa: E402
+from painterid.splits import split_paintings  # noqa: E402
 from painterid.embedding import EmbeddingConfig  # noqa: E402
 from painterid.evaluation.metrics import roc_auc, threshold_metrics  # noqa: E402
 from painterid.pairs import balanced_pairs  # noqa: E402
