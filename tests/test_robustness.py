@@ -190,7 +190,7 @@ def test_store_crash_mid_commit_keeps_committed_rows_and_recovers(tmp_path, monk
 
 
 def test_model_crash_mid_save_keeps_the_previous_model(tmp_path, monkeypatch):
-    import safetensors.torch
+    import safetensors.numpy
 
     from painterid.scoring import PairModel
     from painterid.scoring import build_head
@@ -203,7 +203,7 @@ def test_model_crash_mid_save_keeps_the_previous_model(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    monkeypatch.setattr(safetensors.numpy, "save_file", boom)  # what PairModel.save writes its arrays with
     with pytest.raises(OSError, match="disk full"):
         new.save(out)
     with pytest.raises(OSError, match="disk full"):
@@ -214,7 +214,7 @@ def test_model_crash_mid_save_keeps_the_previous_model(tmp_path, monkeypatch):
     back = PairModel.load(out)
     assert back.threshold == 0.25
     v = np.random.default_rng(1).normal(size=(6, 16)).astype(np.float32)
-    np.testing.assert_allclose(back.scores(v[:3], v[3:]), old.scores(v[:3], v[3:]), rtol=1e-6)
+    np.testing.assert_allclose(back.scores(v[:3], v[3:]), old.scores(v[:3], v[3:]), rtol=1e-5, atol=1e-7)  # loaded: numpy scoring; in memory: torch
 
     # a weights file cut short (a copy interrupted by hand) is refused, not half-loaded
     blob = (out / "model.safetensors").read_bytes()
