@@ -40,7 +40,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ArtefactError
-from .io import atomic_file, atomic_write_text, check_config_match, check_kind
+from .io import atomic_file, atomic_write_text, check_config_match, check_kind, fsync_path
 
 FORMAT_VERSION = 1
 KIND = "painterid.feature-store"
@@ -93,19 +93,6 @@ def _as_os_error(exc: Exception, path: Path) -> OSError:
     m = re.search(r"os error (\d+)", str(exc))
     code = int(m.group(1)) if m else errno.EIO
     return OSError(code, os.strerror(code), str(path))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def committed_chunks(root: Path) -> list[tuple[int, int, Path]]:
@@ -175,7 +162,7 @@ def _write_chunk(stem: Path, rows: list[Row], vectors: np.ndarray, durable: bool
             table.unlink(missing_ok=True)
         raise
     if durable:
-        _fsync_dir(stem.parent)
+        fsync_path(stem.parent)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
