@@ -222,18 +222,35 @@ def check_config_match(have: dict, want: dict, what: str, fix: str) -> None:
 
 def check_replaceable(path: str | os.PathLike, key: str, value: str, what: str) -> None:
     """Refuse to overwrite `path` unless it is absent, an empty directory, or an artefact whose config.json has
-    `key == value` (a wrong --out must never destroy someone's folder)."""
+    `key == value` (a wrong --out must never destroy someone's folder).  A directory that another process swaps
+    for a new version while it is being checked is checked again."""
+    import time
+
     path = Path(path)
+    for attempt in range(5):
+        before = _identity(path)
+        try:
+            verdict = _replaceable(path, key, value)
+        except FileNotFoundError:  # moved away mid-check by a concurrent save
+            verdict = None
+        if verdict is not None and _identity(path) == before:
+            break
+        time.sleep(0.02 * (attempt + 1))
+    if verdict is False:
+        raise ArtefactError(f"{path}: exists, is not empty and is not {what}; refusing to overwrite it "
+                            "(choose another --out)")
+
+
+def _replaceable(path: Path, key: str, value: str) -> bool:
+    """True: absent, empty or an artefact of this kind; False: someone else's folder (raises: not a folder)."""
     if not path.exists() and not path.is_symlink():
-        return
+        return True
     if path.is_symlink() or not path.is_dir():
         raise ArtefactError(f"{path}: exists and is not a directory; refusing to overwrite it")
     if not any(path.iterdir()):
-        return
+        return True
     try:
         cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # no config.json: someone's folder, unless it was swapped meanwhile (caller)
         cfg = None
-    if not isinstance(cfg, dict) or cfg.get(key) != value:
-        raise ArtefactError(f"{path}: exists, is not empty and is not {what}; refusing to overwrite it "
-                            "(choose another --out)")
+    return isinstance(cfg, dict) and cfg.get(key) == value
