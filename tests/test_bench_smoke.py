@@ -49,6 +49,11 @@ def _tiny_args(data: Path, out: Path) -> dict[str, list[str]]:
                          "--methods", "cosine", "--normalisers", "none", "--protocols", "random", "--seeds", "0",
                          "--epochs", "1", "--out", str(out / "protocols.json")],
         "run_all.py": ["--quick", "--only", "index_search", "--out", str(out)],
+        # exits non-zero if the grid patches' mean does not reproduce the stored vectors; no sources: random only
+        "selfsup.py": ["--data", str(data), "--backbone", "efficientnet_lite0", "--n-patches", "2", "--extra", "2",
+                       "--input-size", "64", "--seeds", "0", "--steps", "10", "--eval-every", "5",
+                       "--normalisers", "none", "csls", "--heads", "linear", "--cache", str(out / "selfsup-cache"),
+                       "--out", str(out / "selfsup.json")],
         "store_compaction.py": ["30"],
         "train_epoch.py": ["--n", "300", "--dim", "16", "--artists", "10", "--max-pairs", "2000", "--world", "1"],
     }
