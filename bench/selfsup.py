@@ -19,7 +19,8 @@ What it does, on exactly the folds and pairs of bench/protocols.py (5 random art
    Variants: `inductive` (trained on the fold's training + validation paintings) and `transductive` (trained on
    every painting of the collection, test ones included, still without any artist label: an archive's own
    unlabelled paintings).
-3. The painting vector = L2(mean of the L2-normalised projected grid patches); scored by the library's `cosine`
+3. The painting vector = L2(mean of the L2-normalised projected grid patches) (with `--on-painting-vectors` also
+   L2(projection of the stored painting vector), which needs no per-patch vectors); scored by the library's `cosine`
    method with each `--normalisers` chain fitted on the fold's training paintings (painterid.training.fit, as
    bench/protocols.py does), beside the same chains on the unprojected vectors (the baselines).
 """
@@ -191,6 +192,8 @@ def run_folds(lab, grid, rand, args) -> list[dict]:
                 head, step, curve = train_projection(allp[fit_on], grid[va], vp, args, kind, seed)
                 name = f"{kind} {variant}"
                 embeds[name] = project(head, grid)
+                if args.on_painting_vectors:  # what a chain step could do: project the stored (averaged) vector
+                    embeds[f"{name}, applied to the painting vector"] = project(head, lab.vectors[:, None, :])
                 info = {"protocol": proto, "fold": fold, "projection": name, "paintings": int(len(fit_on)),
                         "chosen_step": step, "train_seconds": round(time.time() - t0, 1), "curve": curve}
                 rows.append({"kind": "training", **info})
@@ -232,6 +235,9 @@ def main() -> None:
     ap.add_argument("--patches-per-painting", type=int, default=4)
     ap.add_argument("--more-patches-baseline", action="store_true",
                     help="also score the unprojected mean of grid + random patches (more patches, no training)")
+    ap.add_argument("--on-painting-vectors", action="store_true",
+                    help="also score L2(projection(stored painting vector)): the projection applied after the "
+                    "patches are averaged, i.e. a vector step a normaliser chain could hold")
     args = ap.parse_args()
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
