@@ -6,6 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Where `painterid train` fits the probability mapping and the threshold (TrainOptions.calibration):
+#: "validation": on the validation artists' pairs; they also stopped the training and chose the chain, so the fit
+#: is optimistic about artists never seen. "crossfit": on out-of-fold pairs of the training and validation
+#: artists, each fold scored by a model that the whole procedure trained without its artists
+#: (training.fit.crossfit_scores; several times the training time).
+CALIBRATIONS = ("validation", "crossfit")
+
 
 @dataclass
 class Calibrator:
