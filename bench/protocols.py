@@ -39,7 +39,7 @@ from painterid.evaluation.run import test_indices  # noqa: E402
 from painterid.pipeline import labelled  # noqa: E402
 from painterid.scoring.calibration import Calibrator  # noqa: E402
 from painterid.training import TrainOptions, fit  # noqa: E402
-from painterid.training.fit import CALIBRATIONS, crossfit_scores  # noqa: E402
+from painterid.training.fit import CALIBRATIONS, crossfit_logits  # noqa: E402
 
 
 def folds(lab, protocols: list[str], seeds: list[int]):
@@ -108,10 +108,11 @@ def calibrations(model, opts, lab_e, tr, va, artists, kinds: list[str]):
             yield kind, model.calibrator, model.threshold, {"calibration_pairs": model.info["validation"]["pairs"]}
             continue
         idx = np.concatenate([tr, va])
-        s, y, used = crossfit_scores(lab_e.vectors[idx], [artists[i] for i in idx], lab_e.embedding,
+        z, y, used = crossfit_logits(lab_e.vectors[idx], [artists[i] for i in idx], lab_e.embedding,
                                      replace(opts, normaliser=model.normaliser), opts.calibration_folds)
-        yield kind, Calibrator.fit(s, y), best_threshold(s, y, criterion="accuracy"), {
-            "calibration_folds": used, "calibration_pairs": int(len(y))}
+        recal = Calibrator.fit(z, y)  # what training.fit._calibrate does with calibration="crossfit"
+        yield kind, model.calibrator.then(recal), model.threshold, {
+            "calibration_folds": used, "calibration_pairs": int(len(y)), "recalibration": recal.to_dict()}
 
 
 def fuse(val_scores: list[np.ndarray], val_labels: np.ndarray, grid: int = 11) -> tuple[np.ndarray, list]:

@@ -1,4 +1,5 @@
-"""Where p(same artist) is fitted: validation artists' pairs, or out-of-fold pairs (training.fit.crossfit_scores)."""
+"""Where p(same artist) is fitted: validation artists' pairs, then optionally recalibrated on out-of-fold pairs
+(training.fit.crossfit_logits)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_crossfit_scores_every_held_out_artist_with_a_model_that_never_saw_it(mo
     monkeypatch.setattr(fitmod, "fit", recording_fit)
     monkeypatch.setattr(PairModel, "scores", recording_scores)
     opts = TrainOptions(method="cosine", normaliser="center,l2,csls:3", seed=0)
-    scores, labels, used = fitmod.crossfit_scores(x, artists, EMB, opts, folds=4)
+    scores, labels, used = fitmod.crossfit_logits(x, artists, EMB, opts, folds=4)
     assert used == 4 and len(seen_by_call) == 4
     # the four folds' held-out artists partition the artists; each model saw 3/4 of them, never its held-out ones
     outer = [(seen, held) for seen, held in scored_by if seen]
@@ -66,11 +67,10 @@ def test_crossfit_scores_every_held_out_artist_with_a_model_that_never_saw_it(mo
     assert len(scores) == len(labels) and 0 < labels.sum() and labels.sum() * 2 == len(labels)
 
 
-def test_crossfit_calibration_is_recorded_and_fits_more_pairs_than_validation(tmp_path):
+def test_crossfit_recalibrates_the_validation_fit_and_records_it(tmp_path):
     x, artists = _artists()
     tx, ta, vx, va = _split(x, artists)
-    base = TrainOptions(method="cosine", normaliser="center,l2,csls:3", seed=0)
-    by_val, _ = fit(tx, ta, vx, va, EMB, base)
+    by_val, _ = fit(tx, ta, vx, va, EMB, TrainOptions(method="cosine", normaliser="center,l2,csls:3", seed=0))
     by_cv, _ = fit(tx, ta, vx, va, EMB, TrainOptions(method="cosine", normaliser="center,l2,csls:3", seed=0,
                                                       calibration="crossfit"))
     n_val = len(balanced_pairs(va, seed=0))
@@ -78,21 +78,33 @@ def test_crossfit_calibration_is_recorded_and_fits_more_pairs_than_validation(tm
     info = by_cv.info["calibration"]
     assert info["kind"] == "crossfit" and info["folds"] == 4 and info["pairs"] > n_val
     assert 0.5 < info["auc"] <= 1.0
-    # same scorer, other calibration: the scores agree, the probability mapping does not
+    # same scorer and threshold; the probabilities are the validation fit followed by the recalibration
     a, b = x[:20], x[20:40]
-    assert np.allclose(by_val.scores(a, b), by_cv.scores(a, b))
-    assert by_cv.calibrator.slope > 0 and by_cv.calibrator.to_dict() != by_val.calibrator.to_dict()
+    s = by_val.scores(a, b)
+    assert np.allclose(by_cv.scores(a, b), s) and by_cv.threshold == pytest.approx(by_val.threshold)
+    r = info["recalibration"]
+    z = r["slope"] * by_val.calibrator.logit(s) + r["intercept"]
+    assert np.allclose(by_cv.probability(s), 1 / (1 + np.exp(-z)))
+    assert r["slope"] > 0 and by_cv.calibrator.to_dict() != by_val.calibrator.to_dict()
     by_cv.save(tmp_path / "m")
     loaded = PairModel.load(tmp_path / "m")
     assert loaded.calibrator.to_dict() == pytest.approx(by_cv.calibrator.to_dict())
     assert loaded.threshold == pytest.approx(by_cv.threshold)
 
 
+def test_then_composes_two_platt_scalings():
+    from painterid.scoring.calibration import Calibrator
+
+    first, second = Calibrator(40.0, -2.0), Calibrator(0.5, 0.3)
+    s = np.linspace(-0.2, 0.2, 9)
+    assert np.allclose(first.then(second)(s), 1 / (1 + np.exp(-(0.5 * (40 * s - 2) + 0.3))))
+
+
 def test_crossfit_with_fewer_than_two_usable_folds_falls_back_to_validation_and_says_so(monkeypatch):
     x, artists = _artists(n_artists=16)
     tx, ta, vx, va = _split(x, artists, n_val_artists=5)
     by_val, _ = fit(tx, ta, vx, va, EMB, TrainOptions(method="cosine", normaliser="none", seed=0))
-    monkeypatch.setattr(fitmod, "crossfit_scores", lambda *a, **k: (np.zeros(4), np.array([0, 1, 0, 1]), 1))
+    monkeypatch.setattr(fitmod, "crossfit_logits", lambda *a, **k: (np.zeros(4), np.array([0, 1, 0, 1]), 1))
     model, _ = fit(tx, ta, vx, va, EMB, TrainOptions(method="cosine", normaliser="none", seed=0,
                                                     calibration="crossfit"))
     info = model.info["calibration"]

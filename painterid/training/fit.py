@@ -295,33 +295,40 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
 
 def _calibrate(model: PairModel, vscores: np.ndarray, labels_v: np.ndarray, train_x, train_artists, val_x,
                val_artists, embedding: dict, opts: TrainOptions, head_is_trained: bool) -> dict:
-    """Fit the model's calibrator and threshold (opts.calibration); returns what was done, for model.info."""
+    """Fit the model's calibrator and threshold (opts.calibration); returns what was done, for model.info.
+
+    Both start from the validation artists' pairs (Platt scaling, the accuracy-best threshold). "crossfit" then
+    recalibrates the probabilities: how the validation-calibrated logits of the same procedure fare on artists
+    left out of it (crossfit_logits) gives a second logistic fit, composed with the first; the threshold stays."""
     if opts.calibration not in CALIBRATIONS:
         raise PainterIDError(f"unknown calibration '{opts.calibration}'; choose one of: {', '.join(CALIBRATIONS)}")
-    scores, labels, info = vscores, labels_v, {"kind": "validation", "pairs": int(len(labels_v))}
-    if opts.calibration == "crossfit" and not head_is_trained:
+    model.calibrator = Calibrator.fit(vscores, labels_v)
+    model.threshold = best_threshold(vscores, labels_v, criterion="accuracy")
+    info = {"kind": "validation", "pairs": int(len(labels_v))}
+    if opts.calibration == "crossfit" and head_is_trained:
+        info["crossfit_skipped"] = "the head was trained from images; refitting it per fold is not done"
+    elif opts.calibration == "crossfit":
         x = np.concatenate([train_x, val_x])
-        oof, oof_labels, folds = crossfit_scores(x, list(train_artists) + list(val_artists), embedding,
-                                                 replace(opts, normaliser=model.normaliser), opts.calibration_folds)
-        if folds >= 2 and len(np.unique(oof_labels)) == 2:
-            scores, labels = oof, oof_labels
-            info = {"kind": "crossfit", "folds": folds, "pairs": int(len(labels)), "auc": roc_auc(oof, oof_labels)}
+        z, y, folds = crossfit_logits(x, list(train_artists) + list(val_artists), embedding,
+                                      replace(opts, normaliser=model.normaliser), opts.calibration_folds)
+        if folds >= 2 and len(np.unique(y)) == 2:
+            recal = Calibrator.fit(z, y)
+            model.calibrator = model.calibrator.then(recal)
+            info = {"kind": "crossfit", "validation_pairs": info["pairs"], "folds": folds, "pairs": int(len(y)),
+                    "auc": roc_auc(z, y), "recalibration": recal.to_dict()}
         else:
             info["crossfit_skipped"] = f"only {folds} usable artist folds"
-    elif opts.calibration == "crossfit":
-        info["crossfit_skipped"] = "the head was trained from images; refitting it per fold is not done"
-    model.calibrator = Calibrator.fit(scores, labels)
-    model.threshold = best_threshold(scores, labels, criterion="accuracy")
     return info
 
 
-def crossfit_scores(x: np.ndarray, artists: list[str], embedding: dict, opts: TrainOptions,
+def crossfit_logits(x: np.ndarray, artists: list[str], embedding: dict, opts: TrainOptions,
                     folds: int = 4) -> tuple[np.ndarray, np.ndarray, int]:
-    """Out-of-fold pair scores of the whole training procedure: (scores, labels, folds used).
+    """Out-of-fold logits of the whole training procedure: (calibrated logits, labels, folds used).
 
     The artists are cut into `folds` groups (sklearn GroupKFold); for each, `fit` runs on the other artists
-    (their own 25% validation artists for early stopping, their paintings as the cohort) with `opts`, and scores
-    balanced pairs of the held-out artists, whom that model never saw. A fold whose artists form no same-artist
+    (their own 25% validation artists for early stopping and its calibration, their paintings as the cohort) with
+    `opts`, and scores balanced pairs of the held-out artists, whom that model never saw, as logits of its own
+    validation calibration (so that folds' scores are on one scale). A fold whose artists form no same-artist
     pair, or whose rest cannot be trained, is skipped."""
     from sklearn.model_selection import GroupKFold
 
@@ -342,7 +349,7 @@ def crossfit_scores(x: np.ndarray, artists: list[str], embedding: dict, opts: Tr
         except PainterIDError:
             continue
         xh = x[held]
-        scores.append(model.scores(xh[pairs[:, 0]], xh[pairs[:, 1]]))
+        scores.append(model.calibrator.logit(model.scores(xh[pairs[:, 0]], xh[pairs[:, 1]])))
         labels.append(pairs[:, 2])
         used += 1
     if not used:
