@@ -180,7 +180,20 @@ def _read_record(path: Path) -> dict | None:
 # --------------------------------------------------------------------------------------------- the embedder
 
 
-class OnnxEmbedder:
+class EmbedsFiles:
+    """What both embedders (torch's Embedder, OnnxEmbedder) build on their `iter_files`."""
+
+    def embed_files(self, paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """Embed files in order; rows of files that failed are NaN and listed in the failures."""
+        out = np.full((len(paths), self.dim), np.nan, dtype=np.float32)
+        failures: list[tuple[int, str]] = []
+        for idx, vecs, bad in self.iter_files(paths):
+            out[idx] = vecs
+            failures.extend(bad)
+        return out, failures
+
+
+class OnnxEmbedder(EmbedsFiles):
     """Embeds image files with an exported backbone under ONNX Runtime; the interface of ``Embedder``'s
     inference side (``fingerprint``, ``dim``, ``embed_files``, ``iter_files``, ``embed_images``, ``embed_views``)."""
 
@@ -271,15 +284,6 @@ class OnnxEmbedder:
                 if progress:
                     progress(len(idx) + len(bad))
                 yield idx, vecs, bad
-
-    def embed_files(self, paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[tuple[int, str]]]:
-        """Embed files in order; rows of files that failed are NaN and listed in the failures."""
-        out = np.full((len(paths), self.dim), np.nan, dtype=np.float32)
-        failures: list[tuple[int, str]] = []
-        for idx, vecs, bad in self.iter_files(paths):
-            out[idx] = vecs
-            failures.extend(bad)
-        return out, failures
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
