@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .defaults import DEFAULT_CHAIN, DEFAULT_METHOD, DEFAULT_POOL, DEFAULT_VIEW, default_model_dir
+from .defaults import DEFAULT_CALIBRATION, DEFAULT_CHAIN, DEFAULT_METHOD, DEFAULT_POOL, DEFAULT_VIEW, default_model_dir
 from .errors import PainterIDError
 from .identify import INDEX_KINDS
 from .images import VIEW_REGISTRY
@@ -25,6 +25,7 @@ from .pairs import PROTOCOLS, SPLITS
 from .pools import POOL_REGISTRY
 from .registry import choice_enum
 from .runtime import RUNTIMES
+from .scoring.calibration import CALIBRATIONS
 from .scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
 
 app = typer.Typer(
@@ -52,6 +53,7 @@ Protocol = choice_enum("Protocol", PROTOCOLS)
 IndexKind = choice_enum("IndexKind", INDEX_KINDS)
 OutFormat = choice_enum("OutFormat", ("table", "json", "csv"))
 Runtime = choice_enum("Runtime", RUNTIMES)
+Calibration = choice_enum("Calibration", CALIBRATIONS)
 
 
 NORMALISER_HELP = ("normaliser chain (steps: power, center, l2, whiten[:DIM], wccn, lda[:DIM], csls[:K]); several "
@@ -266,6 +268,10 @@ def train(
     loss: Loss = typer.Option("supcon", help="metric: " + LOSS_REGISTRY.help()),
     normaliser: str = typer.Option(DEFAULT_CHAIN, callback=check_chain, help=NORMALISER_HELP),
     cohort: Optional[list[Path]] = typer.Option(None, help=COHORT_HELP),
+    calibration: Calibration = typer.Option(DEFAULT_CALIBRATION, help="where p(same artist) and the threshold are "
+                                            "fitted: validation (the validation artists' pairs) or crossfit (out-of-"
+                                            "fold pairs of 4 artist folds, each scored by a model trained without "
+                                            "them: about 5x the training time)"),
     val_artists: float = typer.Option(0.2, help="fraction of artists held out for validation"),
     test_artists: float = typer.Option(0.2, help="fraction of artists held out for the unseen test"),
     holdout: float = typer.Option(0.25, help="fraction of paintings of training artists kept for the seen test"),
@@ -296,8 +302,7 @@ def train(
                        progress=update, device=device)
     _report_failures(lab.failures)
     opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss.value,
-                        normaliser=normaliser, seed=seed)
-
+                        normaliser=normaliser, calibration=calibration.value, seed=seed)
     if precomputed is not None:
         precomputed = split_indices(precomputed, lab.names, lab.artists)
     cohorts = _labelled_cohorts(cohort or [], lab.embedding, device)
