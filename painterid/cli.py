@@ -268,10 +268,10 @@ def train(
     loss: Loss = typer.Option("supcon", help="metric: " + LOSS_REGISTRY.help()),
     normaliser: str = typer.Option(DEFAULT_CHAIN, callback=check_chain, help=NORMALISER_HELP),
     cohort: Optional[list[Path]] = typer.Option(None, help=COHORT_HELP),
-    calibration: Calibration = typer.Option(DEFAULT_CALIBRATION, help="where p(same artist) and the threshold are "
-                                            "fitted: validation (the validation artists' pairs) or crossfit (out-of-"
-                                            "fold pairs of 4 artist folds, each scored by a model trained without "
-                                            "them: about 5x the training time)"),
+    calibration: Calibration = typer.Option(DEFAULT_CALIBRATION, help="validation: p(same artist) and the "
+                                            "threshold fitted on the validation artists' pairs; crossfit: then p "
+                                            "recalibrated on out-of-fold artists (4 artist folds, each scored by a "
+                                            "model trained without them; 3-6x the training time)"),
     val_artists: float = typer.Option(0.2, help="fraction of artists held out for validation"),
     test_artists: float = typer.Option(0.2, help="fraction of artists held out for the unseen test"),
     holdout: float = typer.Option(0.25, help="fraction of paintings of training artists kept for the seen test"),
