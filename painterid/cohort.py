@@ -55,7 +55,10 @@ def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None,
     from .scoring import PairModel
 
     model_dir = Path(model_dir)
+    from .scoring.fusion import refuse_fused
+
     model = PairModel.load(model_dir)
+    refuse_fused(model, "cohort set")  # its standardisers were fitted on scores under the members' cohorts
     lab = labelled(data_or_store, model.embedding, store_dir=store_dir, progress=progress, device=device,
                    base_dir=model.root)
     artists = model.artists or {}

@@ -194,7 +194,10 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
     if out is not None and Path(out).suffix.lower() != ".png":
         raise PainterIDError(f"{out}: the heatmap figure is a PNG; give a file name ending in .png")
     img_a, img_b = load_image(image_a), load_image(image_b)
-    pm = model if isinstance(model, PairModel) else PairModel.load(model)
+    from .scoring.fusion import refuse_fused
+
+    pm = PairModel.load(model) if isinstance(model, (str, os.PathLike)) else model
+    refuse_fused(pm, "explain")
     if embedder is None:  # the model's own backbone file (finetune, cnn) resolved against its directory
         embedder = embedder_for(pm, device=device, num_workers=0, batch_size=2)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -160,7 +161,10 @@ def prepare_submission(data: str | Path, model, pairs: str | Path | None = None,
     data = Path(data)
     if not data.is_dir():
         raise DataError(f"{data}: no such data folder")
-    pm = model if isinstance(model, PairModel) else PairModel.load(model)
+    from .scoring.fusion import refuse_fused
+
+    pm = PairModel.load(model) if isinstance(model, (str, os.PathLike)) else model
+    refuse_fused(pm, "submit")
     pairs_path = Path(pairs) if pairs is not None else data / "submission_info.csv"
     names, n_pairs = pair_image_names(pairs_path, block=block)
     files = resolve_images(data, names)
