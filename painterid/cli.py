@@ -287,14 +287,12 @@ def train(
 
     precomputed = read_split(split_file) if split_file else None
     entry = METHOD_REGISTRY.get(method.value)
-    if len(members := parse_backbones(backbone)) > 1:  # each name checked against the registry
-        opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss.value,
-                            normaliser=normaliser, seed=seed)
-        return _train_fused(data, out_dir, members, (view, pool, weights, input_size), store, opts,
-                            (val_artists, test_artists, holdout), precomputed, tune, cohort, device)
+    opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss.value,
+                        normaliser=normaliser, seed=seed)
+    if backbone and "," in backbone:  # a fused model; each name checked against the registry first
+        return _train_fused(data, out_dir, parse_backbones(backbone), (view, pool, weights, input_size), store,
+                            opts, (val_artists, test_artists, holdout), precomputed, tune, cohort, device)
     if entry.from_images:  # the backbone itself, from image files
-        opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, normaliser=normaliser,
-                            seed=seed)
         config = _embedding_config(backbone or entry.default_backbone, view, pool, weights, input_size)
         return _train_from_images(data, out_dir, opts, config, (val_artists, test_artists, holdout), device,
                                   precomputed)
@@ -304,9 +302,6 @@ def train(
         lab = labelled(data, _embedding_config(backbone, view, pool, weights, input_size), store_dir=store,
                        progress=update, device=device)
     _report_failures(lab.failures)
-    opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss.value,
-                        normaliser=normaliser, seed=seed)
-
     if precomputed is not None:
         precomputed = split_indices(precomputed, lab.names, lab.artists)
     cohorts = _labelled_cohorts(cohort or [], lab.embedding, device)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -156,15 +155,12 @@ def prepare_submission(data: str | Path, model, pairs: str | Path | None = None,
 
     `data` is the Kaggle folder (images in test/ and train/); `pairs` defaults to DATA/submission_info.csv."""
     from .pipeline import default_store_dir
-    from .scoring import PairModel
+    from .scoring.fusion import single_model
 
     data = Path(data)
     if not data.is_dir():
         raise DataError(f"{data}: no such data folder")
-    from .scoring.fusion import refuse_fused
-
-    pm = PairModel.load(model) if isinstance(model, (str, os.PathLike)) else model
-    refuse_fused(pm, "submit")
+    pm = single_model(model, "submit")  # a fused model: refused in one line
     pairs_path = Path(pairs) if pairs is not None else data / "submission_info.csv"
     names, n_pairs = pair_image_names(pairs_path, block=block)
     files = resolve_images(data, names)

@@ -40,7 +40,8 @@ def fused_model_card(model) -> str:
     lines = [f"# painterid fused model: {' + '.join(model.names)}", "",
              "Score = Σ wᵢ · (scoreᵢ − meanᵢ) / stdᵢ over the members (each an ordinary model in its own "
              "sub-directory); weights, standardisers, calibration and threshold chosen on the validation artists.",
-             "", "| member | method / normaliser | weight | validation AUC | embedding s / image |", "|---|---|---|---|---|"]
+             "", "| member | method / normaliser | weight | validation AUC | embedding s / image |",
+             "|---|---|---|---|---|"]
     for name, m, w in zip(model.names, model.members, model.weights):
         c = cost.get(name)
         lines.append(f"| {name} | {m.method} / `{m.normaliser}` | {w:.2f} | {by_member.get(name, float('nan')):.3f} "

@@ -248,6 +248,18 @@ def refuse_fused(model, command: str) -> None:
                              + " or ".join(str(where / n) for n in model.names))
 
 
+def single_model(model, command: str):
+    """The PairModel a command that takes one embedding works with: `model` itself or loaded from its directory;
+    a fused model is refused in one line (`refuse_fused`)."""
+    import os
+
+    from .model import PairModel
+
+    pm = PairModel.load(model) if isinstance(model, (str, os.PathLike)) else model
+    refuse_fused(pm, command)
+    return pm
+
+
 def side_by_side(blocks: Sequence[np.ndarray]) -> np.ndarray:
     """One matrix of a fused model's vectors from its members' (a single block is returned as it is)."""
     return blocks[0] if len(blocks) == 1 else np.hstack([np.asarray(b, dtype=np.float32) for b in blocks])
