@@ -183,3 +183,19 @@ def test_bad_backbone_in_a_list_is_one_line_before_any_work(env, tmp_path):
                           "--method", "finetune"])
     assert code == 2 and "fused model" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_table1_takes_a_fused_model_and_a_broken_one_is_one_line(env, tmp_path):
+    import shutil
+
+    data, out, _ = env
+    code, stdout, err = _main(["table1", "--data", data, "--models", out, "--json"])
+    assert code == 0, err
+    row = json.loads(stdout)["rows"][0]
+    assert row["method"] == "fused" and row["backbone"] == "+".join(MEMBERS)
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    shutil.rmtree(broken / MEMBERS[1])  # a member directory lost
+    img = next(Path(data, "train").glob("*.jpg"))
+    code, _, err = _main(["compare", img, img, "--model", broken])
+    assert code == 2 and err.count("\n") == 1 and MEMBERS[1] in err and "Traceback" not in err, err

@@ -92,6 +92,8 @@ class FusedModel:
             raise ValueError("a fused model needs two or more members, each with a name, a weight and a standardiser")
         if len(set(names)) != len(names):
             raise ValueError(f"member names must differ: {list(names)}")
+        if any(m.artists != members[0].artists for m in members[1:]):
+            raise ValueError("the members were trained on different artist splits")
         self.members = list(members)
         self.names = [str(n) for n in names]
         self.weights = np.asarray(weights, dtype=np.float64)
