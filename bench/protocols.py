@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,9 @@ from painterid.pairs import balanced_test_sets  # noqa: E402
 from painterid.evaluation.run import test_indices  # noqa: E402
 from painterid.pipeline import labelled  # noqa: E402
 from painterid.scoring.fusion import choose_weights, fused_scores  # noqa: E402
+from painterid.scoring.calibration import Calibrator  # noqa: E402
 from painterid.training import TrainOptions, fit  # noqa: E402
+from painterid.training.fit import CALIBRATIONS, crossfit_logits  # noqa: E402
 
 
 def folds(lab, protocols: list[str], seeds: list[int]):
@@ -74,31 +77,65 @@ def test_pairs(proto: str, model, lab, test, seed: int) -> tuple[np.ndarray, np.
     return pairs, src[pairs[:, 0]] == src[pairs[:, 1]]
 
 
-def metrics(scores: np.ndarray, pairs: np.ndarray, within: np.ndarray, threshold: float) -> dict:
+def calibration_metrics(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict:
+    """How well p(same artist) matches the test pairs: Brier score, log loss (sklearn), expected calibration
+    error (|mean p - rate of same| over 10 equal-width bins, weighted by pairs) and the mean p vs the rate."""
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    ece = sum(abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean()
+              for b in range(bins) if (which == b).any())
+    return {"unseen.brier": float(brier_score_loss(y, p)), "unseen.log_loss": float(log_loss(y, p, labels=[0, 1])),
+            "unseen.ece": float(ece), "unseen.mean_p": float(p.mean()), "unseen.rate": float(y.mean())}
+
+
+def metrics(scores: np.ndarray, pairs: np.ndarray, within: np.ndarray, threshold: float, calibrator=None) -> dict:
     y = pairs[:, 2]
     out = {"unseen.auc": roc_auc(scores, y), "unseen.accuracy": threshold_metrics(scores, y, threshold)["accuracy"],
            "unseen.pairs": int(len(y))}
+    if calibrator is not None:
+        out.update(calibration_metrics(calibrator(scores), y))
     if within.any() and len(np.unique(y[within])) == 2:
         out["within.unseen.auc"] = roc_auc(scores[within], y[within])
         out["within.unseen.accuracy"] = threshold_metrics(scores[within], y[within], threshold)["accuracy"]
     return out
 
 
+def calibrations(model, opts, lab_e, tr, va, artists, kinds: list[str]):
+    """(kind, calibrator, threshold, info) of `model` for each calibration kind (training.fit.CALIBRATIONS)."""
+    for kind in kinds:
+        if kind == "validation":
+            yield kind, model.calibrator, model.threshold, {"calibration_pairs": model.info["validation"]["pairs"]}
+            continue
+        idx = np.concatenate([tr, va])
+        z, y, used = crossfit_logits(lab_e.vectors[idx], [artists[i] for i in idx], lab_e.embedding,
+                                     replace(opts, normaliser=model.normaliser), opts.calibration_folds)
+        recal = Calibrator.fit(z, y)  # what training.fit._calibrate does with calibration="crossfit"
+        yield kind, model.calibrator.then(recal), model.threshold, {
+            "calibration_folds": used, "calibration_pairs": int(len(y)), "recalibration": recal.to_dict()}
+
+
 def summarise(rows: list[dict]) -> dict:
     out: dict = {}
-    for key in dict.fromkeys((r["method"], r["normaliser"], r["embedding"]) for r in rows):
-        sel = [r for r in rows if (r["method"], r["normaliser"], r["embedding"]) == key]
+    def key_of(r: dict) -> tuple:
+        return r["method"], r["normaliser"], r["embedding"], r.get("calibration", "validation")
+
+    for key in dict.fromkeys(key_of(r) for r in rows):
+        sel = [r for r in rows if key_of(r) == key]
         entry = {}
         for proto in ("random", "loso"):
             ps = [r for r in sel if r["protocol"] == proto]
-            for m in ("unseen.auc", "unseen.accuracy", "within.unseen.auc", "within.unseen.accuracy"):
+            for m in ("unseen.auc", "unseen.accuracy", "within.unseen.auc", "within.unseen.accuracy", "unseen.brier",
+                      "unseen.log_loss", "unseen.ece", "unseen.mean_p", "unseen.rate"):
                 vals = np.array([np.nan if r.get(m) is None else r[m] for r in ps], dtype=float)
                 if np.isfinite(vals).any():
                     entry[f"{proto}.{m}"] = {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals)),
                                              "n": int(np.isfinite(vals).sum())}
         if "random.unseen.auc" in entry and "loso.unseen.auc" in entry:
             entry["both.unseen.auc"] = (entry["random.unseen.auc"]["mean"] + entry["loso.unseen.auc"]["mean"]) / 2
-        out[f"{key[0]}/{key[1]}" + ("" if key[2] == "main" else f" [{key[2]}]")] = entry
+        out[f"{key[0]}/{key[1]}" + ("" if key[2] == "main" else f" [{key[2]}]")
+            + ("" if key[3] == "validation" else f" ({key[3]} calibration)")] = entry
     return out
 
 
@@ -117,6 +154,9 @@ def main() -> None:
     ap.add_argument("--fuse", nargs="*", help="more embeddings BACKBONE:VIEW:POOL, fused with the main one by "
                     "a weighted sum of standardised scores (weights chosen on validation artists; "
                     "painterid.scoring.fusion)")
+    ap.add_argument("--calibration", nargs="+", default=["validation"], choices=list(CALIBRATIONS),
+                    help="also score each model's probabilities as calibrated by these (crossfit refits the "
+                    "model on artist folds: several times slower)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -144,12 +184,14 @@ def main() -> None:
                     ts = model.score_pairs(lab_e.vectors, pairs)
                     val_scores.append(model.scores(lab_e.vectors[va[vp[:, 0]]], lab_e.vectors[va[vp[:, 1]]]))
                     test_scores.append(ts)
-                    rows.append({"protocol": proto, "fold": fold, "method": method, "normaliser": norm,
-                                 "embedding": name, "chosen": model.normaliser,
-                                 "val_auc": model.info["validation"]["auc"],
-                                 **metrics(ts, pairs, within, model.threshold),
-                                 "seconds": round(time.time() - t0, 1)})
-                    print(json.dumps(rows[-1]), flush=True)
+                    for cal, calibrator, threshold, cal_info in calibrations(model, opts, lab_e, tr, va, lab.artists,
+                                                                  args.calibration):
+                        rows.append({"protocol": proto, "fold": fold, "method": method, "normaliser": norm,
+                                     "embedding": name, "chosen": model.normaliser, "calibration": cal,
+                                     "val_auc": model.info["validation"]["auc"],
+                                     **cal_info, **metrics(ts, pairs, within, threshold, calibrator),
+                                     "seconds": round(time.time() - t0, 1)})
+                        print(json.dumps(rows[-1]), flush=True)
                 if len(labs) >= 2:  # the rule `painterid train --backbone a,b` uses (painterid.scoring.fusion)
                     w, stats, _ = choose_weights(val_scores, vp[:, 2])
                     fused_val = fused_scores(val_scores, w, stats)

@@ -126,9 +126,10 @@ class ArrayViews:
 
     # -- pixels: torch's uint8 → float32, div_(255), sub_(mean), div_(std), in float32 ------------------------
     def _to_array(self, crops: list[Image.Image]) -> np.ndarray:
-        batch = np.stack([np.asarray(c, dtype=np.uint8) for c in crops]).transpose(0, 3, 1, 2)
+        # NHWC → NCHW while the pixels are still bytes (a quarter of the memory traffic of moving floats)
+        batch = np.ascontiguousarray(np.stack([np.asarray(c, dtype=np.uint8) for c in crops]).transpose(0, 3, 1, 2))
         x = batch.astype(np.float32)
         x /= np.float32(255.0)
         x -= self.mean
         x /= self.std
-        return np.ascontiguousarray(x)
+        return x

@@ -22,3 +22,7 @@ def default_model_dir():
 # on the training artists), L2, then CSLS against the model's reference cohort.
 DEFAULT_METHOD = "siamese"
 DEFAULT_CHAIN = "wccn,l2,csls"
+
+# Where `painterid train` fits p(same artist) and the threshold (scoring.calibration.CALIBRATIONS); decided on the
+# calibration of unseen-artist test pairs under both protocols (docs/RESULTS.md section 7, calibration).
+DEFAULT_CALIBRATION = "validation"

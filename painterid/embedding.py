@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ImageError
+from .runtime import EmbedsFiles
 
 from .defaults import DEFAULT_BACKBONE, DEFAULT_POOL, DEFAULT_VIEW  # noqa: F401 (re-exported)
 
@@ -123,7 +124,7 @@ def _collate(items):
     return idx, views, bad
 
 
-class Embedder:
+class Embedder(EmbedsFiles):
     """Embeds images with one backbone, view and pooling; the vectors are L2-normalised."""
 
     def __init__(self, config: EmbeddingConfig = EmbeddingConfig(), device: str | torch.device | None = None,
@@ -222,15 +223,6 @@ class Embedder:
             if progress:
                 progress(len(idx) + len(bad))
             yield idx, vecs, bad
-
-    def embed_files(self, paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[tuple[int, str]]]:
-        """Embed files in order; rows of files that failed are NaN and listed in the failures."""
-        out = np.full((len(paths), self.dim), np.nan, dtype=np.float32)
-        failures: list[tuple[int, str]] = []
-        for idx, vecs, bad in self.iter_files(paths):
-            out[idx] = vecs
-            failures.extend(bad)
-        return out, failures
 
 
 def config_from_fingerprint(fp: dict, base_dir: str | os.PathLike | None = None) -> EmbeddingConfig:

@@ -180,7 +180,20 @@ def _read_record(path: Path) -> dict | None:
 # --------------------------------------------------------------------------------------------- the embedder
 
 
-class OnnxEmbedder:
+class EmbedsFiles:
+    """What both embedders (torch's Embedder, OnnxEmbedder) build on their `iter_files`."""
+
+    def embed_files(self, paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """Embed files in order; rows of files that failed are NaN and listed in the failures."""
+        out = np.full((len(paths), self.dim), np.nan, dtype=np.float32)
+        failures: list[tuple[int, str]] = []
+        for idx, vecs, bad in self.iter_files(paths):
+            out[idx] = vecs
+            failures.extend(bad)
+        return out, failures
+
+
+class OnnxEmbedder(EmbedsFiles):
     """Embeds image files with an exported backbone under ONNX Runtime; the interface of ``Embedder``'s
     inference side (``fingerprint``, ``dim``, ``embed_files``, ``iter_files``, ``embed_images``, ``embed_views``)."""
 
@@ -240,31 +253,37 @@ class OnnxEmbedder:
         except Exception as exc:  # noqa: BLE001 - a view failing on a decodable but odd image
             return None, f"{path}: {type(exc).__name__}: {exc}"
 
-    def iter_files(self, paths: Sequence[str | os.PathLike], progress: Callable[[int], None] | None = None):
-        """Yield (indices, vectors, failures) batch by batch; failures are (index, message)."""
-        paths = list(paths)
-        for s in range(0, len(paths), self.batch_size):
-            idx, good, bad = [], [], []
-            for i in range(s, min(s + self.batch_size, len(paths))):
-                views, msg = self._decode(paths[i])
-                if views is None:
-                    bad.append((i, msg))
-                else:
-                    idx.append(i)
-                    good.append(views)
-            vecs = self.embed_views(np.stack(good)) if good else np.zeros((0, self.dim), np.float32)
-            if progress:
-                progress(len(idx) + len(bad))
-            yield idx, vecs, bad
+    def _decode_batch(self, paths: Sequence, start: int) -> tuple[list[int], list[np.ndarray], list[tuple[int, str]]]:
+        idx, good, bad = [], [], []
+        for i in range(start, min(start + self.batch_size, len(paths))):
+            views, msg = self._decode(paths[i])
+            if views is None:
+                bad.append((i, msg))
+            else:
+                idx.append(i)
+                good.append(views)
+        return idx, good, bad
 
-    def embed_files(self, paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[tuple[int, str]]]:
-        """Embed files in order; rows of files that failed are NaN and listed in the failures."""
-        out = np.full((len(paths), self.dim), np.nan, dtype=np.float32)
-        failures: list[tuple[int, str]] = []
-        for idx, vecs, bad in self.iter_files(paths):
-            out[idx] = vecs
-            failures.extend(bad)
-        return out, failures
+    def iter_files(self, paths: Sequence[str | os.PathLike], progress: Callable[[int], None] | None = None):
+        """Yield (indices, vectors, failures) batch by batch; failures are (index, message).
+
+        One thread decodes the next batch while ONNX Runtime runs this one (Pillow and ORT release the GIL), so
+        reading files costs little beyond the forward pass (docs/PERFORMANCE.md, embed over files vs bare forward).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        paths = list(paths)
+        starts = list(range(0, len(paths), self.batch_size))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="painterid-decode") as pool:
+            pending = pool.submit(self._decode_batch, paths, starts[0]) if starts else None
+            for k in range(len(starts)):
+                idx, good, bad = pending.result()
+                if k + 1 < len(starts):
+                    pending = pool.submit(self._decode_batch, paths, starts[k + 1])
+                vecs = self.embed_views(np.stack(good)) if good else np.zeros((0, self.dim), np.float32)
+                if progress:
+                    progress(len(idx) + len(bad))
+                yield idx, vecs, bad
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

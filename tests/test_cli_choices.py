@@ -17,10 +17,14 @@ from painterid import cli
 
 
 def _fixed_choice(param) -> bool:
-    desc = getattr(param, "type_descriptor", None)
+    if param.name in ("device", "normaliser"):
+        return True
+    if hasattr(param.type, "choices"):  # typer < 0.29 (pyproject's pin): an Enum becomes a Choice type
+        return True
+    desc = getattr(param, "type_descriptor", None)  # typer 0.29: the annotation is kept on the parameter
     ann = getattr(desc, "annotation", None)
     kinds = [ann, *typing.get_args(ann)]
-    return any(isinstance(k, type) and issubclass(k, enum.Enum) for k in kinds) or param.name in ("device", "normaliser")
+    return any(isinstance(k, type) and issubclass(k, enum.Enum) for k in kinds)
 
 
 def _cases():

@@ -52,7 +52,7 @@ def test_array_views_equal_torch_views(view, size):
     img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
     want = ViewTransform(view, cfg, n_patches=5).__call__(img).numpy()
     got = ArrayViews(view, cfg, n_patches=5)(img)
-    assert got.shape == want.shape and got.dtype == np.float32
+    assert got.shape == want.shape and got.dtype == np.float32 and got.flags.c_contiguous
     assert np.abs(got - want).max() <= 1e-6  # same Pillow calls, same float32 arithmetic: equal in practice
 
 
@@ -97,10 +97,10 @@ def test_unreadable_file_is_a_failure_not_a_crash(both, tmp_path):
     assert np.isfinite(vecs[0]).all() and np.isnan(vecs[1]).all()
 
 
-def _run_and_list_heavy(code: str, env: dict) -> tuple[list[str], str]:
+def _run_and_list_heavy(code: str, env: dict, heavy: tuple[str, ...] = HEAVY) -> tuple[list[str], str]:
     """Run ``code`` in a fresh interpreter; the heavy modules it imported and its stdout."""
     probe = code + (f"\nimport sys, json\nprint('MODULES=' + json.dumps(sorted({{m.split('.')[0] for m in "
-                    f"sys.modules}} & set({list(HEAVY)!r}))))")
+                    f"sys.modules}} & set({list(heavy)!r}))))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, env=env,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -143,6 +143,25 @@ def test_compare_on_onnx_imports_no_torch(both, tmp_path, monkeypatch):
     assert list(FeatureStore.open(stores[0]).runtimes()) == [onnx_name()]
     heavy, _ = _run_and_list_heavy(code, _env(tmp_path, cache))
     assert heavy == []
+
+
+def test_cli_compare_start_up_imports_neither_torch_nor_pydantic(both, tmp_path):
+    """`painterid compare` through the CLI: typer 0.29 imports pydantic and builds an adapter for every option
+    (about 0.2 s a call on this machine), which is why pyproject pins typer below 0.29; this catches that and any
+    import of torch creeping into the CLI's start-up."""
+    from painterid.locations import cache_dir
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "onnx").symlink_to(cache_dir() / "onnx", target_is_directory=True)
+    code = ("from painterid.cli import app\n"
+            "try:\n"
+            f"    app(['compare', {str(EX / 'cezanne-1.jpg')!r}, {str(EX / 'cezanne-2.jpg')!r}])\n"
+            "except SystemExit as exc:\n"
+            "    print('RC=%s' % exc.code)\n")
+    heavy, out = _run_and_list_heavy(code, _env(tmp_path, cache), HEAVY + ("pydantic",))
+    assert "RC=0" in out and "same artist" in out, out
+    assert heavy == [], f"painterid compare imported {heavy}"
 
 
 def onnx_name() -> str:

@@ -136,7 +136,21 @@ class Center(Normaliser):
         return _f32(x - self.state["mean"])
 
 
-class Whiten(Normaliser):
+class _Projection(Normaliser):
+    """A step that maps vectors by one fitted matrix `proj` (after subtracting a fitted `mean`, when it has one)."""
+
+    @property
+    def fitted(self):
+        return "proj" in self.state
+
+    def apply(self, x):
+        x = np.asarray(x, np.float32)
+        if "mean" in self.state:
+            x = x - self.state["mean"]
+        return _f32(x @ self.state["proj"])
+
+
+class Whiten(_Projection):
     """PCA whitening with shrinkage: project on the top `dim` principal axes of the cohort and divide each by
     sqrt(its variance + shrink * the mean kept variance), so rare directions are not blown up."""
 
@@ -157,13 +171,6 @@ class Whiten(Normaliser):
         self.state = {"mean": _f32(pca.mean_), "proj": _f32(pca.components_.T * scale[None, :])}
         return self
 
-    @property
-    def fitted(self):
-        return "proj" in self.state
-
-    def apply(self, x):
-        return _f32((np.asarray(x, np.float32) - self.state["mean"]) @ self.state["proj"])
-
 
 def _within_class(x: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray]:
     """Rows of x centred on their artist's mean (artists with 2+ paintings only), and the global mean."""
@@ -179,7 +186,7 @@ def _within_class(x: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray]:
     return (x - means[codes])[keep], x.mean(0)
 
 
-class WCCN(Normaliser):
+class WCCN(_Projection):
     """Within-class covariance normalisation (speaker verification): whiten the scatter of paintings around
     their own artist's mean, learned on the training artists, shrunk towards the identity (Ledoit-Wolf)."""
 
@@ -197,15 +204,8 @@ class WCCN(Normaliser):
         self.state = {"proj": _f32(v @ np.diag(1.0 / np.sqrt(np.maximum(w, 1e-12))) @ v.T)}
         return self
 
-    @property
-    def fitted(self):
-        return "proj" in self.state
 
-    def apply(self, x):
-        return _f32(np.asarray(x, np.float32) @ self.state["proj"])
-
-
-class LDA(Normaliser):
+class LDA(_Projection):
     """Linear discriminant analysis with shrinkage (scikit-learn, eigen solver): the `dim` directions that
     separate the training artists best relative to the spread within each artist; applied as one matrix."""
 
@@ -231,13 +231,6 @@ class LDA(Normaliser):
         dim = int(min(self.params["dim"], lda.scalings_.shape[1]))
         self.state = {"mean": _f32(x[multi].mean(0)), "proj": _f32(lda.scalings_[:, :dim])}
         return self
-
-    @property
-    def fitted(self):
-        return "proj" in self.state
-
-    def apply(self, x):
-        return _f32((np.asarray(x, np.float32) - self.state["mean"]) @ self.state["proj"])
 
 
 class CSLS(Normaliser):

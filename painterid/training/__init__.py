@@ -15,7 +15,6 @@ from ..scoring.methods import LOSS_REGISTRY, METRIC_LOSSES
 from .fit import TrainOptions, fit
 from .trainer import Trainer
 
-
 # learning rate × hidden width tried by `train --tune`
 TUNING_GRID = ((1e-3, 256), (1e-3, 512), (3e-4, 256), (3e-4, 512))
 

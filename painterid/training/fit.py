@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -17,10 +17,10 @@ from torch import nn
 from ..errors import DataError, PainterIDError
 from ..evaluation.metrics import best_threshold, roc_auc
 from ..pairs import balanced_pairs
-from ..scoring.calibration import Calibrator
+from ..scoring.calibration import CALIBRATIONS, Calibrator
 from ..scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
 from ..scoring.model import PairModel
-from ..defaults import DEFAULT_CHAIN, DEFAULT_METHOD
+from ..defaults import DEFAULT_CALIBRATION, DEFAULT_CHAIN, DEFAULT_METHOD
 from ..scoring.normalise import AUTO_CHAINS, Chain
 from .trainer import Trainer, optimiser_step, seed_everything
 
@@ -43,7 +43,11 @@ class TrainOptions:
     normaliser: str = DEFAULT_CHAIN  # a chain (scoring.normalise), several joined by "|", or auto (best on validation)
     csls_k: int = 10
     cohort_size: int = 4096
+    calibration: str = DEFAULT_CALIBRATION  # scoring.calibration.CALIBRATIONS (docs/RESULTS.md section 7)
+    calibration_folds: int = 4
     seed: int = 0
+
+
 
 
 def _artist_codes(artists: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -276,16 +280,81 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
     _, model, history = max(tried, key=lambda t: t[0])
     model.cohort, model.cohort_info = cohort, dict(cohort_info or {"source": "given"})
     vscores = model.scores(val_a, val_b)
-    model.calibrator = Calibrator.fit(vscores, labels_v)
-    model.threshold = best_threshold(vscores, labels_v, criterion="accuracy")
+    calibration = _calibrate(model, vscores, labels_v, train_x, train_artists, val_x, val_artists, embedding, opts,
+                             trained_head is not None)
     model.info = {
         "options": asdict(opts),
         "validation": {"pairs": int(len(vpairs)), "auc": float(roc_auc(vscores, labels_v)),
                        "auc_by_normaliser": {k: float(v) for k, v in aucs.items()}},
         "epochs_run": len(history),
         "n_train_paintings": int(len(train_x)), "n_train_artists": len(set(train_artists)),
+        "calibration": calibration,
     }
     return model, history
+
+
+def _calibrate(model: PairModel, vscores: np.ndarray, labels_v: np.ndarray, train_x, train_artists, val_x,
+               val_artists, embedding: dict, opts: TrainOptions, head_is_trained: bool) -> dict:
+    """Fit the model's calibrator and threshold (opts.calibration); returns what was done, for model.info.
+
+    Both start from the validation artists' pairs (Platt scaling, the accuracy-best threshold). "crossfit" then
+    recalibrates the probabilities: how the validation-calibrated logits of the same procedure fare on artists
+    left out of it (crossfit_logits) gives a second logistic fit, composed with the first; the threshold stays."""
+    if opts.calibration not in CALIBRATIONS:
+        raise PainterIDError(f"unknown calibration '{opts.calibration}'; choose one of: {', '.join(CALIBRATIONS)}")
+    model.calibrator = Calibrator.fit(vscores, labels_v)
+    model.threshold = best_threshold(vscores, labels_v, criterion="accuracy")
+    info = {"kind": "validation", "pairs": int(len(labels_v))}
+    if opts.calibration == "crossfit" and head_is_trained:
+        info["crossfit_skipped"] = "the head was trained from images; refitting it per fold is not done"
+    elif opts.calibration == "crossfit":
+        x = np.concatenate([train_x, val_x])
+        z, y, folds = crossfit_logits(x, list(train_artists) + list(val_artists), embedding,
+                                      replace(opts, normaliser=model.normaliser), opts.calibration_folds)
+        if folds >= 2 and len(np.unique(y)) == 2:
+            recal = Calibrator.fit(z, y)
+            model.calibrator = model.calibrator.then(recal)
+            info = {"kind": "crossfit", "validation_pairs": info["pairs"], "folds": folds, "pairs": int(len(y)),
+                    "auc": roc_auc(z, y), "recalibration": recal.to_dict()}
+        else:
+            info["crossfit_skipped"] = f"only {folds} usable artist folds"
+    return info
+
+
+def crossfit_logits(x: np.ndarray, artists: list[str], embedding: dict, opts: TrainOptions,
+                    folds: int = 4) -> tuple[np.ndarray, np.ndarray, int]:
+    """Out-of-fold logits of the whole training procedure: (calibrated logits, labels, folds used).
+
+    The artists are cut into `folds` groups (sklearn GroupKFold); for each, `fit` runs on the other artists
+    (their own 25% validation artists for early stopping and its calibration, their paintings as the cohort) with
+    `opts`, and scores balanced pairs of the held-out artists, whom that model never saw, as logits of its own
+    validation calibration (so that folds' scores are on one scale). A fold whose artists form no same-artist
+    pair, or whose rest cannot be trained, is skipped."""
+    from sklearn.model_selection import GroupKFold
+
+    from ..splits import split_paintings
+
+    inner = replace(opts, calibration="validation")
+    scores, labels, used = [], [], 0
+    n_groups = len(set(artists))
+    for rest, held in GroupKFold(n_splits=max(2, min(folds, n_groups))).split(x, groups=artists):
+        pairs = balanced_pairs([artists[i] for i in held], seed=opts.seed)
+        rest_artists = [artists[i] for i in rest]
+        sp = split_paintings(rest_artists, val=0.25, test=0.0, holdout=0.0, seed=opts.seed)["indices"]
+        if len(pairs) == 0 or not len(sp["val"]):
+            continue
+        tr, va = rest[sp["train"]], rest[sp["val"]]
+        try:
+            model, _ = fit(x[tr], [artists[i] for i in tr], x[va], [artists[i] for i in va], embedding, inner)
+        except PainterIDError:
+            continue
+        xh = x[held]
+        scores.append(model.calibrator.logit(model.scores(xh[pairs[:, 0]], xh[pairs[:, 1]])))
+        labels.append(pairs[:, 2])
+        used += 1
+    if not used:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64), 0
+    return np.concatenate(scores), np.concatenate(labels), used
 
 
 def _fit_head(train_x, train_artists, val_x, val_artists, embedding, opts, artists_split, train_hashes, log,
