@@ -37,6 +37,7 @@ from painterid.evaluation.metrics import best_threshold  # noqa: E402
 from painterid.pairs import balanced_test_sets  # noqa: E402
 from painterid.evaluation.run import test_indices  # noqa: E402
 from painterid.pipeline import labelled  # noqa: E402
+from painterid.scoring.fusion import choose_weights, fused_scores  # noqa: E402
 from painterid.scoring.calibration import Calibrator  # noqa: E402
 from painterid.training import TrainOptions, fit  # noqa: E402
 from painterid.training.fit import CALIBRATIONS, crossfit_logits  # noqa: E402
@@ -115,18 +116,6 @@ def calibrations(model, opts, lab_e, tr, va, artists, kinds: list[str]):
             "calibration_folds": used, "calibration_pairs": int(len(y)), "recalibration": recal.to_dict()}
 
 
-def fuse(val_scores: list[np.ndarray], val_labels: np.ndarray, grid: int = 11) -> tuple[np.ndarray, list]:
-    """Weights (summing to 1, on a grid) of standardised scores with the best validation AUC; the standardisers."""
-    stats = [(float(v.mean()), float(v.std()) or 1.0) for v in val_scores]
-    z = [(v - m) / sd for v, (m, sd) in zip(val_scores, stats)]
-    best, best_w = -1.0, None
-    for w in np.linspace(0, 1, grid):  # two embeddings: w, 1 - w
-        auc = roc_auc(w * z[0] + (1 - w) * z[1], val_labels)
-        if auc > best + 1e-9:
-            best, best_w = auc, np.array([w, 1 - w])
-    return best_w, stats
-
-
 def summarise(rows: list[dict]) -> dict:
     out: dict = {}
     def key_of(r: dict) -> tuple:
@@ -162,8 +151,9 @@ def main() -> None:
     ap.add_argument("--protocols", nargs="+", default=["random", "loso"], choices=["random", "loso"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--fuse", nargs="*", help="one more embedding BACKBONE:VIEW:POOL, fused with the main one by "
-                    "a weighted sum of standardised scores (weights chosen on validation artists)")
+    ap.add_argument("--fuse", nargs="*", help="more embeddings BACKBONE:VIEW:POOL, fused with the main one by "
+                    "a weighted sum of standardised scores (weights chosen on validation artists; "
+                    "painterid.scoring.fusion)")
     ap.add_argument("--calibration", nargs="+", default=["validation"], choices=list(CALIBRATIONS),
                     help="also score each model's probabilities as calibrated by these (crossfit refits the "
                     "model on artist folds: several times slower)")
@@ -202,10 +192,10 @@ def main() -> None:
                                      **cal_info, **metrics(ts, pairs, within, threshold, calibrator),
                                      "seconds": round(time.time() - t0, 1)})
                         print(json.dumps(rows[-1]), flush=True)
-                if len(labs) == 2:
-                    w, stats = fuse(val_scores, vp[:, 2])
-                    fused_val = sum(wi * (v - m) / sd for wi, v, (m, sd) in zip(w, val_scores, stats))
-                    fused = sum(wi * (t - m) / sd for wi, t, (m, sd) in zip(w, test_scores, stats))
+                if len(labs) >= 2:  # the rule `painterid train --backbone a,b` uses (painterid.scoring.fusion)
+                    w, stats, _ = choose_weights(val_scores, vp[:, 2])
+                    fused_val = fused_scores(val_scores, w, stats)
+                    fused = fused_scores(test_scores, w, stats)
                     thr = best_threshold(fused_val, vp[:, 2], criterion="accuracy")
                     rows.append({"protocol": proto, "fold": fold, "method": method, "normaliser": norm,
                                  "embedding": "fused " + "+".join(names), "weights": [float(x) for x in w],

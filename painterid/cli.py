@@ -62,6 +62,11 @@ COHORT_HELP = ("DATA|STORE of reference paintings the normalisers are fitted on 
                "default: the training paintings)")
 
 
+CALIBRATION_HELP = ("validation: p(same artist) and the threshold fitted on the validation artists' pairs; crossfit: "
+                    "then p recalibrated on out-of-fold artists (4 artist folds, each scored by a model trained "
+                    "without them; 3-6x the training time)")
+
+
 def check_chain(value: str) -> str:
     """--normaliser: a chain spec (scoring.normalise), several joined by '|', or auto; checked before any work."""
     from .scoring.normalise import parse_spec
@@ -216,8 +221,10 @@ def embed(
     from .embedding import Embedder
     from .runtime import export_request, make_embedder, runtime_choice
 
-    runtime = _value(runtime)
+    from .scoring.fusion import single_backbone
 
+    runtime = _value(runtime)
+    backbone = single_backbone(backbone, "embed")
     env = DistEnv.from_env()
     if env.distributed or runtime_choice(runtime) == "torch":
         embedder = Embedder(_embedding_config(backbone, view, pool, weights), device=env.device(device),
@@ -255,7 +262,8 @@ def train(
     method: Method = typer.Option(DEFAULT_METHOD, help=METHOD_REGISTRY.describe() + " (default: the best measured, "
                                   "docs/RESULTS.md section 7)"),
     backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store; cnn: the "
-                                           "architecture trained from scratch, default cnn_baseline)"),
+                                           "architecture trained from scratch, default cnn_baseline); a comma "
+                                           "list a,b[,c]: a fused model, one member per backbone"),
     view: View = typer.Option(DEFAULT_VIEW, help=VIEW_REGISTRY.describe()),
     pool: Pool = typer.Option(DEFAULT_POOL, help=POOL_REGISTRY.describe()),
     weights: Optional[Path] = typer.Option(None),
@@ -268,10 +276,7 @@ def train(
     loss: Loss = typer.Option("supcon", help="metric: " + LOSS_REGISTRY.help()),
     normaliser: str = typer.Option(DEFAULT_CHAIN, callback=check_chain, help=NORMALISER_HELP),
     cohort: Optional[list[Path]] = typer.Option(None, help=COHORT_HELP),
-    calibration: Calibration = typer.Option(DEFAULT_CALIBRATION, help="where p(same artist) and the threshold are "
-                                            "fitted: validation (the validation artists' pairs) or crossfit (out-of-"
-                                            "fold pairs of 4 artist folds, each scored by a model trained without "
-                                            "them: about 5x the training time)"),
+    calibration: Calibration = typer.Option(DEFAULT_CALIBRATION, help=CALIBRATION_HELP),
     val_artists: float = typer.Option(0.2, help="fraction of artists held out for validation"),
     test_artists: float = typer.Option(0.2, help="fraction of artists held out for the unseen test"),
     holdout: float = typer.Option(0.25, help="fraction of paintings of training artists kept for the seen test"),
@@ -289,26 +294,68 @@ def train(
 
     precomputed = read_split(split_file) if split_file else None
     entry = METHOD_REGISTRY.get(method.value)
-    if entry.from_images:  # the backbone itself, from image files
+    opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss.value,
+                        normaliser=normaliser, calibration=calibration.value, seed=seed)
+    if backbone and "," in backbone:  # a fused model; each name checked against the registry first
+        return _train_fused(data, out_dir, backbone, (view, pool, weights, input_size), store, opts,
+                            (val_artists, test_artists, holdout), precomputed, tune, cohort, device)
+    if entry.from_images:  # the backbone itself, from image files (its own options, as before)
         opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, normaliser=normaliser,
                             seed=seed)
         config = _embedding_config(backbone or entry.default_backbone, view, pool, weights, input_size)
         return _train_from_images(data, out_dir, opts, config, (val_artists, test_artists, holdout), device,
                                   precomputed)
-
     prog, update = _progress("embedding")
     with prog:
         lab = labelled(data, _embedding_config(backbone, view, pool, weights, input_size), store_dir=store,
                        progress=update, device=device)
     _report_failures(lab.failures)
-    opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss.value,
-                        normaliser=normaliser, calibration=calibration.value, seed=seed)
     if precomputed is not None:
         precomputed = split_indices(precomputed, lab.names, lab.artists)
     cohorts = _labelled_cohorts(cohort or [], lab.embedding, device)
     model, history, split = train_model(lab, out_dir, opts, val=val_artists, test=test_artists, holdout=holdout,
                                         log=_log_epoch, split=precomputed, tune=tune, cohort=cohorts)
     _print_saved(out_dir, f"{method.value}, normaliser {model.normaliser}", model, split)
+
+
+def _train_fused(data: Path, out_dir: Path, backbones: str, embedding: tuple, store, opts, fractions: tuple,
+                 precomputed, tune: bool, cohort, device) -> None:
+    """train --backbone a,b[,c]: one member per backbone on one split, fused on the validation artists."""
+    from .pipeline import member_labelled
+    from .scoring.fusion import parse_backbones
+    from .training import train_fused
+
+    members = parse_backbones(backbones)  # each name checked against the registry, before any work
+    view, pool, weights, input_size = embedding
+    if METHOD_REGISTRY.get(opts.method).from_images:
+        raise PainterIDError(f"--method {opts.method} trains one backbone from images; a fused model (--backbone "
+                             "a,b) is made of methods over embeddings")
+    if weights is not None:
+        raise PainterIDError("--weights is one backbone's file; give it with a single --backbone, not a list")
+    prog, update = _progress("embedding")
+    with prog:
+        labs = member_labelled(data, [_embedding_config(b, view, pool, None, input_size) for b in members],
+                               store_dir=store, progress=update, device=device, names=members)
+    _report_failures(labs[0].failures)
+    cohorts = [_labelled_cohorts(cohort, lab.embedding, device) for lab in labs] if cohort else None
+
+    def member_done(name, model, history) -> None:
+        err.print(f"member {name}: {opts.method}, normaliser {model.normaliser}, validation AUC "
+                  f"{model.info['validation']['auc']:.4f}", highlight=False)
+
+    val, test, holdout = fractions
+    model, _, split = train_fused(labs, out_dir, opts, names=members, val=val, test=test, holdout=holdout,
+                                  log=_log_epoch, split_file=precomputed, tune=tune, cohorts=cohorts, device=device,
+                                  on_member=member_done)
+    v, cost = model.info["validation"], model.info["embedding_seconds_per_image"]
+    for name, w in zip(model.names, model.weights):
+        c = cost.get(name)
+        err.print(f"  {name}: weight {w:.2f}, validation AUC {v['auc_by_member'][name]:.4f}, embedding "
+                  f"{'not measured' if c is None else f'{c:.3f} s/image'}", highlight=False)
+    total = sum(c for c in cost.values() if c is not None)
+    err.print(f"saved {out_dir}: fused {' + '.join(model.names)}, threshold {model.threshold:.4f}, validation AUC "
+              f"{v['auc']:.4f} on {v['pairs']} pairs of {len(split['artists']['val'])} artists (best member "
+              f"{max(v['auc_by_member'].values()):.4f}); embedding {total:.3f} s/image in all", highlight=False)
 
 
 def _train_from_images(data: Path, out_dir: Path, opts, config, fractions: tuple, device, precomputed) -> None:
@@ -360,13 +407,13 @@ def evaluate(
     from .pairs import read_pairs_csv
     from .evaluation.metrics import METRICS
     from .evaluation.run import evaluate_model
-    from .pipeline import labelled
+    from .pipeline import model_labelled
     from .scoring import PairModel
 
-    pm = PairModel.load(model)
+    pm = PairModel.load(model)  # a PairModel, or a FusedModel (each painting embedded once per member)
     prog, update = _progress("embedding")
     with prog:
-        lab = labelled(data, pm.embedding, store_dir=store, progress=update, device=device, base_dir=pm.root)
+        lab = model_labelled(data, pm, store_dir=store, progress=update, device=device)
     _report_failures(lab.failures)
     pair_rows = None
     if pairs is not None:
@@ -464,7 +511,9 @@ def index_build(
 ) -> None:
     """Index every painting and per-artist prototypes; the open-set threshold is set from the data."""
     from .identify import build_index
+    from .scoring.fusion import single_backbone
 
+    backbone = single_backbone(backbone, "index build")
     prog, update = _progress("embedding")
     with prog:
         index, failures = build_index(data, out_dir, _embedding_config(backbone, view, pool, None), kind=kind.value,

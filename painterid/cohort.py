@@ -52,10 +52,10 @@ def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None,
     The chain's unsupervised steps (centre, whitening, CSLS) are refitted on the new cohort; steps learned on
     the training artists are kept, and so are the threshold and calibration."""
     from .pipeline import labelled
-    from .scoring import PairModel
+    from .scoring.fusion import single_model
 
     model_dir = Path(model_dir)
-    model = PairModel.load(model_dir)
+    model = single_model(model_dir, "cohort set")  # fused: its standardisers depend on the members' cohorts
     lab = labelled(data_or_store, model.embedding, store_dir=store_dir, progress=progress, device=device,
                    base_dir=model.root)
     artists = model.artists or {}

@@ -118,13 +118,16 @@ def compare_files(reference: Path, others: list[Path], model_dir: Path, threshol
 
 def compare_pairs(pairs: list[tuple[Path, Path]], model_dir: Path, threshold: float | None = None,
                   device=None, runtime: str | None = None) -> list[dict]:
-    """Score each (image_a, image_b) pair with a PairModel; every distinct file is embedded once."""
+    """Score each (image_a, image_b) pair with a PairModel or a FusedModel; every distinct file is embedded once
+    (per member embedding of a fused model)."""
     from .scoring import PairModel
+    from .scoring.fusion import members_of, side_by_side
 
-    model = PairModel.load(model_dir)
+    model = PairModel.load(model_dir)  # or a FusedModel: each file embedded once per member, side by side
     paths = list(dict.fromkeys(Path(p) for pair in pairs for p in pair))
     row = {p: i for i, p in enumerate(paths)}
-    vecs = embed_paths(paths, model.embedding, device=device, base_dir=model.root, runtime=runtime)
+    vecs = side_by_side([embed_paths(paths, m.embedding, device=device, base_dir=m.root, runtime=runtime)
+                         for m in members_of(model)])
     ia = np.array([row[Path(a)] for a, _ in pairs])
     ib = np.array([row[Path(b)] for _, b in pairs])
     scores = model.scores(vecs[ia], vecs[ib])

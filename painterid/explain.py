@@ -187,14 +187,14 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
     from .embedding import embedder_for
     from .images import ViewTransform, load_image
     from .io import check_config_match
-    from .scoring import PairModel
+    from .scoring.fusion import single_model
 
     if cam not in CAMS:
         raise PainterIDError(f"unknown cam '{cam}'; choose one of: {', '.join(CAMS)}")
     if out is not None and Path(out).suffix.lower() != ".png":
         raise PainterIDError(f"{out}: the heatmap figure is a PNG; give a file name ending in .png")
     img_a, img_b = load_image(image_a), load_image(image_b)
-    pm = model if isinstance(model, PairModel) else PairModel.load(model)
+    pm = single_model(model, "explain")  # a fused model: refused in one line
     if embedder is None:  # the model's own backbone file (finetune, cnn) resolved against its directory
         embedder = embedder_for(pm, device=device, num_workers=0, batch_size=2)
     else:

@@ -84,3 +84,53 @@ def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None
     sources = [s for s, k in zip(dataset.sources, ok) if k] if dataset.sources else None
     return Labelled(store.vectors[where[ok]], [r.artist for r in rows], [r.name for r in rows],
                     [r.sha256 for r in rows], sources, store.embedding, failures, paths=[r.path for r in rows])
+
+
+def aligned(labs: list[Labelled]) -> list[Labelled]:
+    """The same paintings, in the same order, in each of several Labelled of one data set (a fused model's
+    embeddings of DATA): those every embedding could read, in the first one's order."""
+    if len(labs) < 2:
+        return list(labs)
+    keys = [lab.paths or lab.hashes for lab in labs]
+    common = set(keys[0]).intersection(*map(set, keys[1:]))
+    out = []
+    for lab, key in zip(labs, keys):
+        where = {k: i for i, k in enumerate(key)}
+        idx = np.array([where[k] for k in keys[0] if k in common], dtype=np.int64)
+        out.append(Labelled(lab.vectors[idx], [lab.artists[i] for i in idx], [lab.names[i] for i in idx],
+                            [lab.hashes[i] for i in idx], None if lab.sources is None else
+                            [lab.sources[i] for i in idx], lab.embedding, lab.failures,
+                            paths=None if lab.paths is None else [lab.paths[i] for i in idx]))
+    return out
+
+
+def member_labelled(data: str | Path, embeddings: list, store_dir: str | Path | None = None, progress=None,
+                    device=None, base_dirs: list | None = None, names: list[str] | None = None) -> list[Labelled]:
+    """Labelled of DATA under each of a fused model's embeddings, aligned (`aligned`); each embedding keeps its
+    own store (`store_dir`/NAME when given, else the cache). A feature store holds one embedding: refused."""
+    if FeatureStore.is_store(Path(data)):
+        raise DataError(f"{data}: a feature store holds one embedding; a fused model needs the DATA folder")
+    names = names or [str(i) for i in range(len(embeddings))]
+    labs = [labelled(data, emb, store_dir=None if store_dir is None else Path(store_dir) / name,
+                     progress=progress, device=device, base_dir=None if base_dirs is None else base_dirs[i])
+            for i, (emb, name) in enumerate(zip(embeddings, names))]
+    failures = [f for lab in labs for f in lab.failures]
+    labs = aligned(labs)
+    labs[0].failures = list(dict.fromkeys(failures))
+    return labs
+
+
+def model_labelled(data: str | Path, model, store_dir: str | Path | None = None, progress=None,
+                   device=None) -> Labelled:
+    """Vectors of DATA for a model: its embedding's, or for a fused model (scoring.fusion) its members'
+    embeddings side by side (member 0's columns first), over the paintings every member could read."""
+    members = getattr(model, "members", None)
+    if not members:
+        return labelled(data, model.embedding, store_dir=store_dir, progress=progress, device=device,
+                        base_dir=model.root)
+    labs = member_labelled(data, [m.embedding for m in members], store_dir, progress, device,
+                           [m.root for m in members], list(model.names))
+    first = labs[0]
+    return Labelled(np.hstack([lab.vectors for lab in labs]).astype(np.float32), first.artists, first.names,
+                    first.hashes, first.sources, {"fused": [lab.embedding for lab in labs]}, first.failures,
+                    paths=first.paths)

@@ -155,12 +155,12 @@ def prepare_submission(data: str | Path, model, pairs: str | Path | None = None,
 
     `data` is the Kaggle folder (images in test/ and train/); `pairs` defaults to DATA/submission_info.csv."""
     from .pipeline import default_store_dir
-    from .scoring import PairModel
+    from .scoring.fusion import single_model
 
     data = Path(data)
     if not data.is_dir():
         raise DataError(f"{data}: no such data folder")
-    pm = model if isinstance(model, PairModel) else PairModel.load(model)
+    pm = single_model(model, "submit")  # a fused model: refused in one line
     pairs_path = Path(pairs) if pairs is not None else data / "submission_info.csv"
     names, n_pairs = pair_image_names(pairs_path, block=block)
     files = resolve_images(data, names)

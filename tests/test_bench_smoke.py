@@ -48,6 +48,7 @@ def _tiny_args(data: Path, out: Path) -> dict[str, list[str]]:
         "protocols.py": ["--data", str(data), "--backbone", "efficientnet_lite0", "--view", "center", "--pool", "gap",
                          "--methods", "cosine", "--normalisers", "none", "--protocols", "random", "--seeds", "0",
                          "--epochs", "1", "--calibration", "validation", "crossfit",
+                         "--fuse", "mobilenetv2:center:gap",  # painterid.scoring.fusion
                          "--out", str(out / "protocols.json")],
         "run_all.py": ["--quick", "--only", "index_search", "--out", str(out)],
         # exits non-zero if the grid patches' mean does not reproduce the stored vectors; no sources: random only

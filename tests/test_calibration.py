@@ -70,7 +70,8 @@ def test_crossfit_scores_every_held_out_artist_with_a_model_that_never_saw_it(mo
 def test_crossfit_recalibrates_the_validation_fit_and_records_it(tmp_path):
     x, artists = _artists()
     tx, ta, vx, va = _split(x, artists)
-    by_val, _ = fit(tx, ta, vx, va, EMB, TrainOptions(method="cosine", normaliser="center,l2,csls:3", seed=0))
+    by_val, _ = fit(tx, ta, vx, va, EMB, TrainOptions(method="cosine", normaliser="center,l2,csls:3", seed=0,
+                                                       calibration="validation"))
     by_cv, _ = fit(tx, ta, vx, va, EMB, TrainOptions(method="cosine", normaliser="center,l2,csls:3", seed=0,
                                                       calibration="crossfit"))
     n_val = len(balanced_pairs(va, seed=0))
@@ -103,13 +104,24 @@ def test_then_composes_two_platt_scalings():
 def test_crossfit_with_fewer_than_two_usable_folds_falls_back_to_validation_and_says_so(monkeypatch):
     x, artists = _artists(n_artists=16)
     tx, ta, vx, va = _split(x, artists, n_val_artists=5)
-    by_val, _ = fit(tx, ta, vx, va, EMB, TrainOptions(method="cosine", normaliser="none", seed=0))
+    by_val, _ = fit(tx, ta, vx, va, EMB, TrainOptions(method="cosine", normaliser="none", seed=0,
+                                                       calibration="validation"))
     monkeypatch.setattr(fitmod, "crossfit_logits", lambda *a, **k: (np.zeros(4), np.array([0, 1, 0, 1]), 1))
     model, _ = fit(tx, ta, vx, va, EMB, TrainOptions(method="cosine", normaliser="none", seed=0,
                                                     calibration="crossfit"))
     info = model.info["calibration"]
     assert info["kind"] == "validation" and "only 1 usable" in info["crossfit_skipped"]
     assert model.calibrator.to_dict() == pytest.approx(by_val.calibrator.to_dict())
+
+
+def test_the_shipped_default_is_recalibrated_out_of_fold_and_train_is_not_by_default():
+    import json
+
+    from painterid.defaults import DEFAULT_CALIBRATION, default_model_dir
+
+    assert TrainOptions().calibration == DEFAULT_CALIBRATION == "validation"
+    info = json.loads((default_model_dir() / "config.json").read_text())["info"]["calibration"]
+    assert info["kind"] == "crossfit" and info["folds"] == 4
 
 
 def test_an_unknown_calibration_is_refused():

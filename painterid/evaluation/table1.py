@@ -41,6 +41,15 @@ def reference_rows() -> list[dict]:
     return rows
 
 
+def _embedding_key(pm) -> str:
+    """Models sharing this key share one embedding of DATA (a fused model or an own backbone: its directory)."""
+    if getattr(pm, "members", None):
+        return f"fused:{pm.root}"
+    weights = pm.embedding.get("weights_file")
+    own_backbone = bool(weights) and not Path(weights).is_absolute()  # trained into the model directory
+    return repr([pm.embedding.get(k) for k in FINGERPRINT_KEYS] + ([str(pm.root)] if own_backbone else []))
+
+
 def table1(data: str | Path, models: list[str | Path], store_dir: str | Path | None = None, seed: int = 0,
            n_boot: int = 0, device=None, progress=None) -> dict:
     """Evaluate every model on DATA (folder or STORE) and return {"rows": ours, "reference": published}.
@@ -48,8 +57,9 @@ def table1(data: str | Path, models: list[str | Path], store_dir: str | Path | N
     Each row: name, model, method, backbone, threshold, accuracy / auc / auc_ci per split, n_pairs per split,
     and the full evaluate result under "result". Models sharing an embedding share one embedding of DATA."""
     from ..errors import DataError
-    from ..pipeline import labelled
+    from ..pipeline import model_labelled
     from ..scoring import PairModel
+    from ..scoring.fusion import members_of
     from .run import evaluate_model
 
     if not models:
@@ -57,18 +67,15 @@ def table1(data: str | Path, models: list[str | Path], store_dir: str | Path | N
     cache: dict[str, object] = {}
     rows = []
     for path in models:
-        pm = PairModel.load(path)
-        weights = pm.embedding.get("weights_file")
-        own_backbone = bool(weights) and not Path(weights).is_absolute()  # trained into the model directory
-        key = repr([pm.embedding.get(k) for k in FINGERPRINT_KEYS] + ([str(pm.root)] if own_backbone else []))
+        pm = PairModel.load(path)  # or a FusedModel: its members' embeddings side by side
+        key = _embedding_key(pm)
         if key not in cache:
-            cache[key] = labelled(data, pm.embedding, store_dir=store_dir, progress=progress, device=device,
-                                  base_dir=pm.root)
+            cache[key] = model_labelled(data, pm, store_dir=store_dir, progress=progress, device=device)
         lab = cache[key]
         result = evaluate_model(pm, lab, split="all", seed=seed, n_boot=n_boot)
         result["model"], result["data"] = str(path), str(data)
         groups = result["groups"]
-        backbone = pm.embedding.get("backbone", "?")
+        backbone = "+".join(m.embedding.get("backbone", "?") for m in members_of(pm))
         rows.append({
             "name": f"{pm.method} · {backbone}", "model": str(path), "method": pm.method, "backbone": backbone,
             "threshold": pm.threshold,

@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {"Calibrator": ".calibration", "IMAGE_METHODS": ".methods", "METHOD_REGISTRY": ".methods",
-          "METHODS": ".methods", "LOSS_REGISTRY": ".methods", "build_head": ".methods", "PairModel": ".model"}
+          "METHODS": ".methods", "LOSS_REGISTRY": ".methods", "build_head": ".methods", "PairModel": ".model",
+          "FusedModel": ".fusion"}
 
 __all__ = sorted(_WHERE)
 

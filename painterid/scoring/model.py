@@ -32,6 +32,7 @@ from .normalise import Chain, csls, legacy_chain, neighbourhood
 
 FORMAT_VERSION = 1
 KIND = "painterid.pair-model"
+FUSED_KIND = "painterid.fused-model"  # scoring.fusion.FusedModel: several PairModels (load returns one)
 NORMALISE_FILE = "normalise.safetensors"  # fitted arrays of the normaliser chain
 COHORT_FILE = "cohort.safetensors"  # the reference cohort: raw embeddings of other paintings
 BACKBONE_FILE = "backbone.safetensors"  # a backbone trained by painterid (finetune, cnn), inside the model directory
@@ -323,7 +324,8 @@ class PairModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "PairModel":
-        """Load a model directory: JSON and safetensors only, never pickle."""
+        """Load a model directory: JSON and safetensors only, never pickle. The one loader of every command: a
+        fused model's directory (scoring.fusion) gives a FusedModel, whose members are PairModels."""
         return read_stable(path, lambda: cls._load_once(Path(path)))
 
     @classmethod
@@ -331,6 +333,10 @@ class PairModel:
         if not path.is_dir():
             raise ArtefactError(f"{path}: no such model directory")
         cfg = read_json(path / "config.json", "painterid model")
+        if isinstance(cfg, dict) and cfg.get("kind") == FUSED_KIND:  # one loader for both kinds of model
+            from .fusion import FusedModel
+
+            return FusedModel.from_config(path, cfg)
         check_kind(cfg, path, KIND, FORMAT_VERSION, "a painterid model")
         dim = int(cfg.get("head_dim") or cfg["embedding"]["dim"])
         tensors = _read_safetensors(path / "model.safetensors")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from ..errors import DataError
 from ..pipeline import Labelled
 from ..scoring.methods import IMAGE_METHODS
 from ..splits import training_split
@@ -18,7 +19,7 @@ from .trainer import Trainer
 TUNING_GRID = ((1e-3, 256), (1e-3, 512), (3e-4, 256), (3e-4, 512))
 
 __all__ = ["IMAGE_METHODS", "LOSS_REGISTRY", "METRIC_LOSSES", "TrainOptions", "Trainer", "fit", "train_from_images",
-           "train_model"]
+           "train_model", "fit_member", "train_fused"]
 
 
 def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float = 0.2, test: float = 0.2,
@@ -36,8 +37,21 @@ def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float 
     """
     from ..scoring.card import model_card
 
+    split = training_split(list(data.artists), data.names, opts.seed, val, test, holdout, indices=split)
+    model, history = fit_member(data, split, opts, log=log, tune=tune, cohort=cohort, cohort_filter=cohort_filter)
+    model.info.update(info or {})
+    extra = {"MODEL_CARD.md": model_card(model).encode()}
+    if history:
+        extra["curves.png"] = curves_png(history, f"painterid {opts.method} ({data.embedding['backbone']})")
+    model.save(out, extra_files=extra)
+    return model, history, split
+
+
+def fit_member(data: Labelled, split: dict, opts: TrainOptions, log=None, tune: bool = False,
+               cohort: list | None = None, cohort_filter=None):
+    """Fit `opts.method` on the training paintings of a split of `data` (a `training_split`), stopped and
+    calibrated on its validation artists (`train --tune`: the best of TUNING_GRID there); (model, history)."""
     artists = list(data.artists)
-    split = training_split(artists, data.names, opts.seed, val, test, holdout, indices=split)
     ix = split["indices"]
     cohort_vecs, cohort_info = _cohort(data, split, cohort, cohort_filter)
 
@@ -50,24 +64,16 @@ def train_model(data: Labelled, out: str | Path, opts: TrainOptions, val: float 
             cohort=cohort_vecs, cohort_info=cohort_info,
         )
 
-    if tune and opts.method != "cosine":
-        # hyper-parameters chosen on the validation artists only (their AUC after early stopping)
-        trials = []
-        for lr, hidden in TUNING_GRID:
-            o = replace(opts, lr=lr, hidden=hidden)
-            m, h = run(o)
-            trials.append(({"lr": lr, "hidden": hidden, "val_auc": m.info["validation"]["auc"]}, m, h))
-        best = max(trials, key=lambda t: t[0]["val_auc"])
-        model, history = best[1], best[2]
-        model.info["tuning"] = {"grid": [t[0] for t in trials], "chosen": best[0]}
-    else:
-        model, history = run(opts)
-    model.info.update(info or {})
-    extra = {"MODEL_CARD.md": model_card(model).encode()}
-    if history:
-        extra["curves.png"] = curves_png(history, f"painterid {opts.method} ({data.embedding['backbone']})")
-    model.save(out, extra_files=extra)
-    return model, history, split
+    if not (tune and opts.method != "cosine"):
+        return run(opts)
+    # hyper-parameters chosen on the validation artists only (their AUC after early stopping)
+    trials = []
+    for lr, hidden in TUNING_GRID:
+        m, h = run(replace(opts, lr=lr, hidden=hidden))
+        trials.append(({"lr": lr, "hidden": hidden, "val_auc": m.info["validation"]["auc"]}, m, h))
+    best = max(trials, key=lambda t: t[0]["val_auc"])
+    best[1].info["tuning"] = {"grid": [t[0] for t in trials], "chosen": best[0]}
+    return best[1], best[2]
 
 
 def _cohort(data: Labelled, split: dict, cohort: list | None, cohort_filter):
@@ -87,3 +93,6 @@ def _cohort(data: Labelled, split: dict, cohort: list | None, cohort_filter):
         return data.vectors[[i for i in ix["train"] if cohort_filter(i)]], {"source": "training paintings (filtered)"}
     return None, None
 
+
+
+from .fused import train_fused  # noqa: E402  (it uses fit_member, defined above)
