@@ -238,10 +238,6 @@ def members_of(model) -> list:
     return list(getattr(model, "members", None) or [model])
 
 
-def is_fused(model) -> bool:
-    return isinstance(model, FusedModel)
-
-
 def refuse_fused(model, command: str) -> None:
     """One clear line where a command does not take a fused model (its members are ordinary models)."""
     if isinstance(model, FusedModel):
