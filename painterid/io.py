@@ -243,14 +243,26 @@ def check_replaceable(path: str | os.PathLike, key: str, value: str, what: str) 
 
 def _replaceable(path: Path, key: str, value: str) -> bool:
     """True: absent, empty or an artefact of this kind; False: someone else's folder (raises: not a folder)."""
-    if not path.exists() and not path.is_symlink():
+    import stat
+
+    try:
+        first = path.lstat()  # one look, so a concurrent swap cannot pass one test and fail the next
+    except FileNotFoundError:
         return True
-    if path.is_symlink() or not path.is_dir():
+    if not stat.S_ISDIR(first.st_mode):
         raise ArtefactError(f"{path}: exists and is not a directory; refusing to overwrite it")
     if not any(path.iterdir()):
         return True
     try:
         cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # no config.json: someone's folder, unless it was swapped meanwhile (caller)
+    except FileNotFoundError:
+        try:
+            now = path.lstat()
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (first.st_dev, first.st_ino):
+            raise  # the folder itself was moved away mid-check by a concurrent save: the caller looks again
+        cfg = None  # no config.json: someone's folder
+    except (OSError, ValueError):  # unreadable config.json: someone's folder, unless swapped meanwhile (caller)
         cfg = None
     return isinstance(cfg, dict) and cfg.get(key) == value

@@ -482,3 +482,35 @@ def test_a_complete_read_only_store_is_still_usable_by_embed(tmp_path, data, ref
                           'shift && exec "$@"', str(store), "--", sys.executable, "-c", code, str(store)],
                          cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "12", run.stderr[-2000:]
+
+
+def test_checking_a_model_directory_while_another_save_swaps_it_never_refuses(tmp_path):
+    """The check before a save looks at the folder once per question: a save swapping it in between (moved away,
+    new one moved in) must read as 'look again', never as 'not a directory' or 'someone else's folder'."""
+    import json
+
+    from painterid.io import atomic_dir, check_replaceable
+
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"kind": "x"}))
+    stop = threading.Event()
+
+    def swap():
+        while not stop.is_set():
+            with atomic_dir(out) as tmp:
+                (tmp / "config.json").write_text(json.dumps({"kind": "x"}))
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    errors = []
+    try:
+        for _ in range(4000):
+            try:
+                check_replaceable(out, "kind", "x", "a model")
+            except Exception as exc:  # noqa: BLE001 - any refusal is the finding
+                errors.append(repr(exc))
+    finally:
+        stop.set()
+        swapper.join(60)
+    assert not errors, (len(errors), errors[:2])
