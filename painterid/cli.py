@@ -560,7 +560,11 @@ def calibrate(
     device: Optional[str] = _device_option(),
     runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
-    """Refit a model's p(same artist) and threshold on your own labelled pairs (its scores are unchanged)."""
+    """Refit a model's p(same artist) and threshold on your own labelled pairs (its scores are unchanged).
+
+    Worth it when the model's mean p on your pairs is far from their base rate (the summary line shows both).
+
+    With a few dozen pairs, a model already calibrated on similar paintings is better left as it is (RESULTS 7)."""
     from .recalibrate import calibrate as run_calibrate
 
     prog, update = _progress("embedding")
