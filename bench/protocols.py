@@ -36,6 +36,7 @@ from painterid.pairs import balanced_pairs  # noqa: E402
 from painterid.evaluation.metrics import best_threshold  # noqa: E402
 from painterid.pairs import balanced_test_sets  # noqa: E402
 from painterid.evaluation.run import test_indices  # noqa: E402
+from painterid.patches import PatchSource  # noqa: E402
 from painterid.pipeline import labelled  # noqa: E402
 from painterid.scoring.fusion import choose_weights, fused_scores  # noqa: E402
 from painterid.scoring.calibration import Calibrator  # noqa: E402
@@ -110,10 +111,27 @@ def calibrations(model, opts, lab_e, tr, va, artists, kinds: list[str]):
             continue
         idx = np.concatenate([tr, va])
         z, y, used = crossfit_logits(lab_e.vectors[idx], [artists[i] for i in idx], lab_e.embedding,
-                                     replace(opts, normaliser=model.normaliser), opts.calibration_folds)
+                                     replace(opts, normaliser=model.normaliser), opts.calibration_folds,
+                                     PatchSource.of(lab_e) if model.chain.needs_patches else None,
+                                     [lab_e.hashes[i] for i in idx])
         recal = Calibrator.fit(z, y)  # what training.fit._calibrate does with calibration="crossfit"
         yield kind, model.calibrator.then(recal), model.threshold, {
             "calibration_folds": used, "calibration_pairs": int(len(y)), "recalibration": recal.to_dict()}
+
+
+def archive_row(model, lab_e, va, pairs, within, patches, row: dict) -> dict:
+    """`model` with its cohort replaced by every painting but the validation artists' (an unlabelled archive
+    that holds the test paintings), scored on the same test pairs; `model` itself is left as it was."""
+    import copy
+
+    keep = np.setdiff1d(np.arange(len(lab_e.hashes)), va)
+    hashes = [lab_e.hashes[i] for i in keep]
+    archived = copy.copy(model)
+    archived.set_cohort(lab_e.vectors[keep], {"source": "archive"},
+                        patches=(lambda: patches(hashes)) if patches is not None else None)
+    row.update(metrics(archived.score_pairs(lab_e.vectors, pairs), pairs, within, archived.threshold))
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -157,6 +175,11 @@ def main() -> None:
     ap.add_argument("--calibration", nargs="+", default=["validation"], choices=list(CALIBRATIONS),
                     help="also score each model's probabilities as calibrated by these (crossfit refits the "
                     "model on artist folds: several times slower)")
+    ap.add_argument("--archive", action="store_true",
+                    help="also score each model after replacing its cohort by the whole collection but the "
+                    "validation artists' paintings (what `painterid cohort set MODEL ARCHIVE` does with an "
+                    "unlabelled archive that holds the paintings to compare; a cosine model's selfsup step is "
+                    "retrained on it)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -177,11 +200,17 @@ def main() -> None:
                 opts = TrainOptions(method=method, normaliser=norm, seed=seed, epochs=args.epochs)
                 val_scores, test_scores = [], []
                 for name, lab_e in zip(names, labs):
+                    patches = PatchSource.of(lab_e) if "selfsup" in norm else None
                     model, history = fit(lab_e.vectors[tr], [lab.artists[i] for i in tr], lab_e.vectors[va],
                                          [lab.artists[i] for i in va], lab_e.embedding, opts, artists_split=split,
-                                         train_hashes=[lab.hashes[i] for i in tr])
+                                         train_hashes=[lab.hashes[i] for i in tr], patches=patches,
+                                         val_hashes=[lab.hashes[i] for i in va])
                     pairs, within = test_pairs(proto, model, lab, test, seed)
                     ts = model.score_pairs(lab_e.vectors, pairs)
+                    if args.archive:
+                        rows.append(archive_row(model, lab_e, va, pairs, within, patches, {
+                            "protocol": proto, "fold": fold, "method": method, "normaliser": norm,
+                            "embedding": name + " (cohort: archive)", "chosen": model.normaliser}))
                     val_scores.append(model.scores(lab_e.vectors[va[vp[:, 0]]], lab_e.vectors[va[vp[:, 1]]]))
                     test_scores.append(ts)
                     for cal, calibrator, threshold, cal_info in calibrations(model, opts, lab_e, tr, va, lab.artists,

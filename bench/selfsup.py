@@ -47,6 +47,7 @@ from painterid.evaluation.metrics import roc_auc  # noqa: E402
 from painterid.images import load_image  # noqa: E402
 from painterid.locations import cache_dir  # noqa: E402
 from painterid.pairs import balanced_pairs  # noqa: E402
+from painterid.patches import random_crops  # noqa: E402
 from painterid.pipeline import labelled  # noqa: E402
 from painterid.training import TrainOptions, fit  # noqa: E402
 
@@ -57,19 +58,6 @@ from protocols import folds, markdown, metrics, summarise, test_pairs  # noqa: E
 # Per-patch features through the library's Embedder
 # ---------------------------------------------------------------------------------------------------------------
 
-def random_patches(view, img, n: int, rng: np.random.Generator) -> torch.Tensor:
-    """[n, 3, H, W]: crops of the `patches` view's size at random positions of the image the view crops from
-    (the same downscale cap and upscale-if-smaller as ViewTransform._patches), normalised like the view."""
-    from torchvision.transforms.v2 import functional as F
-
-    if max(img.size) > view.patch_max_side:
-        img = F.resize(img, None, interpolation=view.interpolation, max_size=view.patch_max_side, antialias=True)
-    img = view._at_least_input_size(img)
-    tops = rng.integers(0, img.height - view.height + 1, n)
-    lefts = rng.integers(0, img.width - view.width + 1, n)
-    return view._to_tensor([F.crop(img, int(t), int(lf), view.height, view.width) for t, lf in zip(tops, lefts)])
-
-
 def patch_features(embedder: Embedder, paths: list[str], extra: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """([N, V, D] grid patches of the `patches` view, [N, extra, D] random patches), each patch L2-normalised."""
     rng = np.random.default_rng(seed)
@@ -78,7 +66,7 @@ def patch_features(embedder: Embedder, paths: list[str], extra: int, seed: int) 
     with torch.inference_mode():
         for i, p in enumerate(paths):
             img = load_image(p)
-            views = torch.cat([embedder.transform(img), random_patches(embedder.transform, img, extra, rng)])
+            views = torch.cat([embedder.transform(img), random_crops(embedder.transform, img, extra, rng)])
             feats = torch.cat([embedder.extractor(c.to(embedder.device)) for c in views.split(8)])
             feats = nn.functional.normalize(feats.float(), dim=-1).cpu().numpy().astype(np.float32)
             grid.append(feats[: embedder.transform.n_views])

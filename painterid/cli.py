@@ -56,8 +56,9 @@ Runtime = choice_enum("Runtime", RUNTIMES)
 Calibration = choice_enum("Calibration", CALIBRATIONS)
 
 
-NORMALISER_HELP = ("normaliser chain (steps: power, center, l2, whiten[:DIM], wccn, lda[:DIM], csls[:K]); several "
-                   "joined by '|' or 'auto': the best on validation artists; 'none'")
+NORMALISER_HELP = ("normaliser chain (steps: selfsup[:DIM] (first; learned from the cohort's patches, no labels), "
+                   "power, center, l2, whiten[:DIM], wccn, lda[:DIM], csls[:K]); several joined by '|' or 'auto': "
+                   "the best on validation artists; 'none'")
 COHORT_HELP = ("DATA|STORE of reference paintings the normalisers are fitted on and the model ships (repeatable; "
                "default: the training paintings)")
 

@@ -17,8 +17,8 @@ from .errors import DataError
 _MODEL_FILES = {"config.json", "model.safetensors", "normalise.safetensors", "cohort.safetensors", "training_set.csv"}
 
 
-def select_cohort(lab, exclude_artists=(), exclude_hashes=()) -> tuple[np.ndarray, dict]:
-    """Vectors of `lab` (a pipeline.Labelled) fit for a cohort, and a summary of what was kept."""
+def select_cohort(lab, exclude_artists=(), exclude_hashes=()) -> tuple[np.ndarray, dict, list[str]]:
+    """Vectors of `lab` (a pipeline.Labelled) fit for a cohort, a summary of what was kept, and their sha256s."""
     excluded = set(exclude_artists)
     seen = set(exclude_hashes)
     keep, n_artist, n_dup = [], 0, 0
@@ -37,13 +37,14 @@ def select_cohort(lab, exclude_artists=(), exclude_hashes=()) -> tuple[np.ndarra
         for i in keep:
             counts[lab.sources[i] or "unknown"] = counts.get(lab.sources[i] or "unknown", 0) + 1
         info["sources"] = dict(sorted(counts.items()))
-    return np.ascontiguousarray(lab.vectors[keep], dtype=np.float32), info
+    return np.ascontiguousarray(lab.vectors[keep], dtype=np.float32), info, [lab.hashes[i] for i in keep]
 
 
-def combine(parts: list[tuple[np.ndarray, dict, str]]) -> tuple[np.ndarray, dict]:
-    """Several (vectors, info, where) cohorts as one."""
+def combine(parts: list[tuple[np.ndarray, dict, list[str], str]]) -> tuple[np.ndarray, dict, list[str]]:
+    """Several (vectors, info, sha256s, where) cohorts as one."""
     vecs = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 0), np.float32)
-    return vecs, {"n": int(len(vecs)), "from": [{"data": w, **i} for _, i, w in parts]}
+    return (vecs, {"n": int(len(vecs)), "from": [{"data": w, **i} for _, i, _, w in parts]},
+            [h for p in parts for h in p[2]])
 
 
 def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None, progress=None, device=None):
@@ -59,11 +60,17 @@ def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None,
     lab = labelled(data_or_store, model.embedding, store_dir=store_dir, progress=progress, device=device,
                    base_dir=model.root)
     artists = model.artists or {}
-    vecs, info = select_cohort(lab, list(artists.get("val", [])) + list(artists.get("test", [])))
+    vecs, info, hashes = select_cohort(lab, list(artists.get("val", [])) + list(artists.get("test", [])))
     if len(vecs) < 2:
         raise DataError(f"{data_or_store}: only {len(vecs)} paintings left for a cohort (after leaving out the "
                         "model's validation and test artists)")
-    model.set_cohort(vecs, {"from": [{"data": str(data_or_store), **info}]})
+    patches = None
+    if model.chain.needs_patches and model.refits_selfsup:
+        from .patches import PatchSource
+
+        source = PatchSource.of(lab, base_dir=model.root, device=device)
+        patches = lambda: source(hashes)  # noqa: E731  (only computed if the step is refitted)
+    model.set_cohort(vecs, {"from": [{"data": str(data_or_store), **info}]}, patches=patches)
     extra = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file() and p.name not in _MODEL_FILES}
     model.save(model_dir, extra_files=extra)
     return model, lab.failures

@@ -277,22 +277,33 @@ class PairModel:
     def cohort_summary(self) -> dict:
         return {"n": 0 if self.cohort is None else int(len(self.cohort)), **self.cohort_info}
 
-    def set_cohort(self, cohort: np.ndarray, info: dict | None = None) -> None:
-        """Replace the reference cohort and refit the chain's unsupervised steps on it (centre, whitening, CSLS);
-        steps learned from the training artists (wccn, lda) are kept. The threshold and calibration are kept."""
+    @property
+    def refits_selfsup(self) -> bool:
+        """Whether a new cohort retrains the chain's selfsup step: only when nothing was fitted on its output
+        with artist labels (a cosine model without wccn / lda); otherwise the step is kept as trained."""
+        return self.method == "cosine" and not self.chain.supervised
+
+    def set_cohort(self, cohort: np.ndarray, info: dict | None = None, patches=None) -> None:
+        """Replace the reference cohort and refit the chain's unsupervised steps on it (centre, whitening, CSLS;
+        selfsup on `patches`, the new cohort's per-patch vectors, when `refits_selfsup`); steps learned from the
+        training artists (wccn, lda) are kept. The threshold and calibration are kept."""
         cohort = np.ascontiguousarray(cohort, dtype=np.float32)
         if cohort.ndim != 2 or cohort.shape[1] != int(self.embedding["dim"]):
             raise ArtefactError(f"the cohort has dimension {cohort.shape[-1]}, the model's embedding "
                                 f"{self.embedding['dim']}")
         chain = Chain.from_config(self.chain.to_config(), self.chain.arrays(), require_fitted=False)
+        refit = patches is not None and self.refits_selfsup
         try:
-            chain.fit(cohort, refit_supervised=False)
+            chain.fit(cohort, refit_supervised=False, patches=patches, refit_selfsup=refit)
         except ValueError as exc:
             raise ArtefactError(f"cannot fit the normaliser chain on this cohort: {exc}") from None
         if chain.out_dim != self.chain.out_dim:
             raise ArtefactError(f"refitting {chain.spec} on {len(cohort)} paintings changes its output dimension "
                                 f"({self.chain.out_dim} → {chain.out_dim}); use a larger cohort")
-        self.cohort, self.cohort_info, self.chain = cohort, dict(info or {}), chain
+        info = dict(info or {})
+        if chain.needs_patches:
+            info["selfsup"] = "refitted on this cohort" if refit else "kept as trained"
+        self.cohort, self.cohort_info, self.chain = cohort, info, chain
 
     def _head_arrays(self) -> dict[str, np.ndarray]:
         if self._head is None:

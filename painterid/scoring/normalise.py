@@ -11,7 +11,9 @@ adjusts a pair's score by each vector's mean similarity to its K nearest *cohort
 (`to_config` + `arrays`, saved as safetensors by the model) and is rebuilt with `from_config` without fitting.
 
 Unsupervised steps (`center`, `whiten`, `csls`) are fitted on the cohort; the supervised ones (`wccn`, `lda`)
-need artist labels and are fitted on the training paintings. This module imports numpy only: `compare` stays
+need artist labels and are fitted on the training paintings. `selfsup[:DIM]` (first in a chain) is a linear
+projection learned without labels from the per-patch vectors of the cohort paintings (painterid.patches,
+training.selfsup: patches of one painting close, of different paintings apart); applying it is one matrix. This module imports numpy only: `compare` stays
 light; scikit-learn is imported lazily by the fits that use it.
 """
 
@@ -64,6 +66,7 @@ class Normaliser:
     score_level = False  # True: adjusts pair scores (CSLS), does not map vectors
     supervised = False   # True: fitted on labelled training paintings, kept when the cohort is replaced
     arg: str | None = None  # the name of the one ":N" parameter of the spec, if any
+    needs_patches = False  # True: fitted on the cohort's per-patch vectors (Chain.fit's `patches`)
 
     def __init__(self, **params):
         self.params = params
@@ -147,7 +150,8 @@ class _Projection(Normaliser):
         x = np.asarray(x, np.float32)
         if "mean" in self.state:
             x = x - self.state["mean"]
-        return _f32(x @ self.state["proj"])
+        x = x @ self.state["proj"]
+        return _f32(x + self.state["bias"] if "bias" in self.state else x)
 
 
 class Whiten(_Projection):
@@ -233,6 +237,34 @@ class LDA(_Projection):
         return self
 
 
+class SelfSup(_Projection):
+    """A linear projection (D -> `dim`) of the frozen embedding, trained with no artist label on the per-patch
+    vectors of the cohort so that patches of one painting score high and of different paintings low
+    (training.selfsup; docs/RESULTS.md section 7). With validation pairs the checkpoint is chosen on them and the
+    chosen step count is recorded (`steps`), so a refit on another cohort (`cohort set`) trains as long."""
+
+    name = "selfsup"
+    arg = "dim"
+    needs_patches = True
+
+    def __init__(self, dim: int = 256, steps: int = 300):
+        super().__init__(dim=int(dim), steps=int(steps))
+
+    def fit(self, x, labels=None, patches=None, validation=None):
+        from ..training.selfsup import SelfSupSettings, train_projection
+
+        if patches is None:
+            raise ValueError("selfsup is trained on the per-patch vectors of the cohort paintings, and none were "
+                             "given (their images are needed)")
+        patches = patches() if callable(patches) else patches
+        fitted = train_projection(patches, SelfSupSettings(dim=self.params["dim"], steps=self.params["steps"]),
+                                  validation)
+        self.state = {"proj": fitted["proj"], "bias": fitted["bias"]}
+        self.params["steps"] = fitted["step"]
+        self.curve = fitted["curve"]
+        return self
+
+
 class CSLS(Normaliser):
     """CSLS against the cohort (the cohort mapped by the vector steps before it): a pair's score minus the mean
     of each side's `k` best scores against the cohort. Never against the query set."""
@@ -275,7 +307,8 @@ class CSLS(Normaliser):
         return {}  # the cohort is the model's own (cohort.safetensors), mapped by the steps before: not stored twice
 
 
-NORMALISERS: dict[str, type[Normaliser]] = {c.name: c for c in (Power, Center, L2, Whiten, WCCN, LDA, CSLS)}
+NORMALISERS: dict[str, type[Normaliser]] = {c.name: c for c in (Power, Center, L2, Whiten, WCCN, LDA, SelfSup,
+                                                                  CSLS)}
 
 #: what `train --normaliser auto` tries on the validation artists
 AUTO_CHAINS = ("none", "csls", "center,l2,csls", "power,center,l2,csls", "wccn,l2,csls")
@@ -301,6 +334,9 @@ def parse_spec(spec: str) -> list[Normaliser]:
             raise ValueError(f"bad parameter in {part!r}: expected an integer") from None
     if any(s.score_level for s in steps[:-1]):
         raise ValueError(f"{spec!r}: csls adjusts scores and must be the last step of a chain")
+    if any(s.needs_patches for s in steps[1:]):
+        raise ValueError(f"{spec!r}: selfsup is learned on the embedding's own patch vectors and must be the "
+                         "first step of a chain")
     return steps
 
 
@@ -330,6 +366,10 @@ class Chain:
     def supervised(self) -> bool:
         return any(s.supervised for s in self.steps)
 
+    @property
+    def needs_patches(self) -> bool:
+        return any(s.needs_patches for s in self.steps)
+
     def __bool__(self) -> bool:
         return bool(self.steps)
 
@@ -337,10 +377,13 @@ class Chain:
         return f"Chain({self.spec!r})"
 
     def fit(self, cohort: np.ndarray, train: np.ndarray | None = None, train_labels=None,
-            refit_supervised: bool = True) -> "Chain":
+            refit_supervised: bool = True, patches=None, validation=None, refit_selfsup: bool = True) -> "Chain":
         """Fit the steps in order: unsupervised ones on `cohort`, supervised ones on (`train`, `train_labels`),
         each on the vectors as the steps before it map them. With `refit_supervised=False` a fitted supervised
-        step keeps its arrays (replacing a model's cohort keeps what was learned from its training artists)."""
+        step keeps its arrays (replacing a model's cohort keeps what was learned from its training artists), and
+        with `refit_selfsup=False` so does a fitted selfsup step (what a trained head or wccn was fitted on).
+        `patches`: the cohort's per-patch vectors [N, P, D] (or a function returning them), for selfsup;
+        `validation`: (vectors, pairs [K, 3]) of validation artists selfsup chooses its checkpoint on."""
         c = _f32(cohort)
         t = None if train is None else _f32(train)
         for step in self.steps:
@@ -349,6 +392,9 @@ class Chain:
                     if t is None:
                         raise ValueError(f"{step.name} needs labelled training paintings")
                     step.fit(t, train_labels)
+            elif step.needs_patches:
+                if refit_selfsup or not step.fitted:
+                    step.fit(c, patches=patches, validation=validation)
             else:
                 step.fit(c)
             if not step.score_level:
@@ -362,6 +408,14 @@ class Chain:
         for step in self.vector_steps:
             x = step.apply(x)
         return x
+
+    def with_score_step(self, step: Normaliser | None, cohort: np.ndarray) -> "Chain":
+        """This fitted chain of vector steps followed by the score step `step` (if any), fitted on `cohort` as the
+        vector steps map it: the chains that differ only in their score step share one fit of the rest."""
+        steps = list(self.vector_steps)
+        if step is not None:
+            steps.append(step.fit(self.apply(cohort)))
+        return Chain(steps)
 
     @property
     def out_dim(self) -> int | None:

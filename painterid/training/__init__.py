@@ -53,7 +53,8 @@ def fit_member(data: Labelled, split: dict, opts: TrainOptions, log=None, tune: 
     calibrated on its validation artists (`train --tune`: the best of TUNING_GRID there); (model, history)."""
     artists = list(data.artists)
     ix = split["indices"]
-    cohort_vecs, cohort_info = _cohort(data, split, cohort, cohort_filter)
+    cohort_vecs, cohort_info, cohort_hashes = _cohort(data, split, cohort, cohort_filter)
+    patches = _patch_source(opts.normaliser, data, cohort)
 
     def run(o: TrainOptions):
         return fit(
@@ -61,7 +62,8 @@ def fit_member(data: Labelled, split: dict, opts: TrainOptions, log=None, tune: 
             data.vectors[ix["val"]], [artists[i] for i in ix["val"]],
             data.embedding, o, artists_split=split["artists"],
             train_hashes=[data.hashes[i] for i in ix["train"]], log=log,
-            cohort=cohort_vecs, cohort_info=cohort_info,
+            cohort=cohort_vecs, cohort_info=cohort_info, patches=patches, cohort_hashes=cohort_hashes,
+            val_hashes=[data.hashes[i] for i in ix["val"]],
         )
 
     if not (tune and opts.method != "cosine"):
@@ -76,22 +78,33 @@ def fit_member(data: Labelled, split: dict, opts: TrainOptions, log=None, tune: 
     return best[1], best[2]
 
 
+def _patch_source(normaliser: str, data: Labelled, cohort: list | None):
+    """The per-patch vectors a `selfsup` step is trained on (painterid.patches), when a candidate chain has one."""
+    if "selfsup" not in (normaliser or ""):
+        return None
+    from ..patches import PatchSource
+
+    return PatchSource.of(data, *[c for c, _ in cohort or []])
+
+
 def _cohort(data: Labelled, split: dict, cohort: list | None, cohort_filter):
-    """(vectors, info) of the cohort `train_model` fits the normalisers on; (None, None): the training paintings."""
+    """(vectors, info, sha256s) of the cohort `train_model` fits the normalisers on; (None, None, None): the
+    training paintings."""
     ix = split["indices"]
     if cohort:
         from ..cohort import combine, select_cohort
 
         held = split["artists"]["val"] + split["artists"]["test"]
         seen_test = [data.hashes[i] for i in ix.get("test_seen", [])]  # held-out paintings of training artists
-        vecs, info = combine([(*select_cohort(c, held, seen_test), str(w)) for c, w in cohort])
+        vecs, info, hashes = combine([(*select_cohort(c, held, seen_test), str(w)) for c, w in cohort])
         if len(vecs) < 2:
             raise DataError("the cohort has fewer than two paintings once the validation and test artists are "
                             "left out")
-        return vecs, info
+        return vecs, info, hashes
     if cohort_filter is not None:
-        return data.vectors[[i for i in ix["train"] if cohort_filter(i)]], {"source": "training paintings (filtered)"}
-    return None, None
+        keep = [i for i in ix["train"] if cohort_filter(i)]
+        return data.vectors[keep], {"source": "training paintings (filtered)"}, [data.hashes[i] for i in keep]
+    return None, None, None
 
 
 

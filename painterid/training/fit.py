@@ -241,8 +241,9 @@ def _candidate_groups(spec: str, n_cohort: int, head_is_trained: bool) -> dict[s
 def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_artists: list[str],
         embedding: dict, opts: TrainOptions, artists_split: dict[str, list[str]] | None = None,
         train_hashes: list[str] | None = None, log=None, cohort: np.ndarray | None = None,
-        trained_head: tuple[nn.Module, dict] | None = None,
-        cohort_info: dict | None = None) -> tuple[PairModel, list[dict]]:
+        trained_head: tuple[nn.Module, dict] | None = None, cohort_info: dict | None = None,
+        patches=None, cohort_hashes: list[str] | None = None,
+        val_hashes: list[str] | None = None) -> tuple[PairModel, list[dict]]:
     """Train one method on the training paintings, stop and calibrate on the validation artists.
 
     The normaliser chain (`opts.normaliser`: one spec, several joined by "|", or "auto") is fitted first (its
@@ -252,36 +253,42 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
     `trained_head` = (head, constructor params): a head already trained elsewhere (finetune, cnn: training.finetune,
     end to end from pixels); it is not trained again, only given its normaliser (the score step of the chain:
     CSLS or none), calibration and threshold.
+    `patches` (a painterid.patches.PatchSource: sha256s -> per-patch vectors) is what a `selfsup` step is trained
+    on: the patches of the cohort (`cohort_hashes`, default the training paintings picked as the cohort).
     """
     vpairs = balanced_pairs(list(val_artists), seed=opts.seed)
     if len(vpairs) == 0:
         raise DataError("the validation artists have no same-artist pairs (every one has a single painting); "
                         "use artists with two or more paintings, or a larger --val-artists")
     if cohort is None:
-        cohort_idx = np.random.default_rng(opts.seed).permutation(len(train_x))[: opts.cohort_size]
-        cohort = train_x[np.sort(cohort_idx)]
+        cohort_idx = np.sort(np.random.default_rng(opts.seed).permutation(len(train_x))[: opts.cohort_size])
+        cohort = train_x[cohort_idx]
         cohort_info = {"source": "training paintings", **(cohort_info or {})}
+        cohort_hashes = [train_hashes[i] for i in cohort_idx] if train_hashes else None
     cohort = np.ascontiguousarray(cohort, dtype=np.float32)
     groups = _candidate_groups(opts.normaliser, len(cohort), trained_head is not None)
+    cohort_patches = _cohort_patches(patches, cohort_hashes)
     tried: list[tuple[float, PairModel, list[dict]]] = []
     aucs: dict[str, float] = {}
     val_a, val_b, labels_v = val_x[vpairs[:, 0]], val_x[vpairs[:, 1]], vpairs[:, 2]
     for vector_spec, chains in groups.items():
         try:
-            prefix = Chain.parse(vector_spec).fit(cohort, train_x, list(train_artists))
+            prefix = Chain.parse(vector_spec).fit(cohort, train_x, list(train_artists), patches=cohort_patches,
+                                                  validation=(val_x, vpairs))
         except ValueError as exc:
             raise DataError(f"normaliser {vector_spec}: {exc}") from None
         model, history = _fit_head(prefix.apply(train_x), train_artists, prefix.apply(val_x), val_artists,
                                    embedding, opts, artists_split, train_hashes, log, trained_head)
         for chain in chains:
-            model.chain = chain.fit(cohort, train_x, list(train_artists))
+            model.chain = prefix.with_score_step(chain.score_step, cohort)
             aucs[chain.spec] = auc = roc_auc(model.scores(val_a, val_b), labels_v)
             tried.append((auc, copy.copy(model), history))
     _, model, history = max(tried, key=lambda t: t[0])
     model.cohort, model.cohort_info = cohort, dict(cohort_info or {"source": "given"})
     vscores = model.scores(val_a, val_b)
+    hashes = (list(train_hashes) + list(val_hashes)) if train_hashes and val_hashes else None
     calibration = _calibrate(model, vscores, labels_v, train_x, train_artists, val_x, val_artists, embedding, opts,
-                             trained_head is not None)
+                             trained_head is not None, patches if hashes else None, hashes)
     model.info = {
         "options": asdict(opts),
         "validation": {"pairs": int(len(vpairs)), "auc": float(roc_auc(vscores, labels_v)),
@@ -293,8 +300,22 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
     return model, history
 
 
+def _cohort_patches(patches, hashes: list[str] | None):
+    """A function returning the cohort's per-patch vectors once (selfsup), or None when they cannot be had."""
+    if patches is None or not hashes:
+        return None
+    got: list[np.ndarray] = []
+
+    def once() -> np.ndarray:
+        if not got:
+            got.append(patches(hashes))
+        return got[0]
+    return once
+
+
 def _calibrate(model: PairModel, vscores: np.ndarray, labels_v: np.ndarray, train_x, train_artists, val_x,
-               val_artists, embedding: dict, opts: TrainOptions, head_is_trained: bool) -> dict:
+               val_artists, embedding: dict, opts: TrainOptions, head_is_trained: bool, patches=None,
+               hashes: list[str] | None = None) -> dict:
     """Fit the model's calibrator and threshold (opts.calibration); returns what was done, for model.info.
 
     Both start from the validation artists' pairs (Platt scaling, the accuracy-best threshold). "crossfit" then
@@ -307,10 +328,13 @@ def _calibrate(model: PairModel, vscores: np.ndarray, labels_v: np.ndarray, trai
     info = {"kind": "validation", "pairs": int(len(labels_v))}
     if opts.calibration == "crossfit" and head_is_trained:
         info["crossfit_skipped"] = "the head was trained from images; refitting it per fold is not done"
+    elif opts.calibration == "crossfit" and model.chain.needs_patches and not hashes:
+        info["crossfit_skipped"] = "selfsup needs the paintings' patches and their hashes were not given"
     elif opts.calibration == "crossfit":
         x = np.concatenate([train_x, val_x])
         z, y, folds = crossfit_logits(x, list(train_artists) + list(val_artists), embedding,
-                                      replace(opts, normaliser=model.normaliser), opts.calibration_folds)
+                                      replace(opts, normaliser=model.normaliser), opts.calibration_folds,
+                                      patches, hashes)
         if folds >= 2 and len(np.unique(y)) == 2:
             recal = Calibrator.fit(z, y)
             model.calibrator = model.calibrator.then(recal)
@@ -322,7 +346,8 @@ def _calibrate(model: PairModel, vscores: np.ndarray, labels_v: np.ndarray, trai
 
 
 def crossfit_logits(x: np.ndarray, artists: list[str], embedding: dict, opts: TrainOptions,
-                    folds: int = 4) -> tuple[np.ndarray, np.ndarray, int]:
+                    folds: int = 4, patches=None, hashes: list[str] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, int]:
     """Out-of-fold logits of the whole training procedure: (calibrated logits, labels, folds used).
 
     The artists are cut into `folds` groups (sklearn GroupKFold); for each, `fit` runs on the other artists
@@ -345,7 +370,8 @@ def crossfit_logits(x: np.ndarray, artists: list[str], embedding: dict, opts: Tr
             continue
         tr, va = rest[sp["train"]], rest[sp["val"]]
         try:
-            model, _ = fit(x[tr], [artists[i] for i in tr], x[va], [artists[i] for i in va], embedding, inner)
+            model, _ = fit(x[tr], [artists[i] for i in tr], x[va], [artists[i] for i in va], embedding, inner,
+                           train_hashes=[hashes[i] for i in tr] if hashes else None, patches=patches)
         except PainterIDError:
             continue
         xh = x[held]
