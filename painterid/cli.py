@@ -548,6 +548,39 @@ def cohort_set(
               f"{info['left_out_test_or_duplicate']} duplicates); chain {pm.normaliser} refitted")
 
 
+@app.command(epilog="Pairs CSV (paths relative to the CSV's folder, or absolute):\n\n"
+             "    image1,image2,same\n\n    lot12/a.jpg,lot12/b.jpg,1\n\n    lot12/a.jpg,lot40/c.jpg,0")
+def calibrate(
+    model: Path = typer.Argument(..., help="model directory (rewritten in place, atomically, unless --out)"),
+    pairs_or_data: Path = typer.Argument(..., metavar="PAIRS_OR_DATA",
+                                         help="labelled pairs CSV (image1,image2,same), or a labelled DATA folder "
+                                              "or feature STORE from which balanced pairs are drawn"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="write the recalibrated model here instead"),
+    store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
+    seed: int = typer.Option(0, help="seed of the balanced pairs drawn from DATA"),
+    device: Optional[str] = _device_option(),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
+) -> None:
+    """Refit a model's p(same artist) and threshold on your own labelled pairs (its scores are unchanged).
+
+    Worth it when the model's mean p on your pairs is far from their base rate (the summary line shows both).
+
+    With a few dozen pairs, a model already calibrated on similar paintings is better left as it is (RESULTS 7)."""
+    from .recalibrate import calibrate as run_calibrate
+
+    prog, update = _progress("embedding")
+    with prog:
+        _, rec, failures = run_calibrate(model, pairs_or_data, out=out_dir, store_dir=store, progress=update,
+                                         device=device, seed=seed, runtime=_value(runtime))
+    _report_failures(failures)
+    b, a = rec["before"], rec["after"]
+    err.print(f"{out_dir or model}: recalibrated on {rec['pairs']['same']} same / {rec['pairs']['different']} "
+              f"different pairs (AUC {rec['auc']:.3f}): threshold {rec['old']['threshold']:.4f} -> "
+              f"{rec['new']['threshold']:.4f}, Brier {b['brier']:.3f} -> {a['brier']:.3f}, mean p "
+              f"{b['mean_p']:.3f} -> {a['mean_p']:.3f} (base rate {rec['base_rate']:.3f})", markup=False,
+              highlight=False)
+
+
 @app.command()
 def identify(
     images: list[Path] = typer.Argument(..., help="paintings to attribute"),

@@ -50,6 +50,8 @@ def _tiny_args(data: Path, out: Path) -> dict[str, list[str]]:
                          "--epochs", "1", "--calibration", "validation", "crossfit",
                          "--fuse", "mobilenetv2:center:gap",  # painterid.scoring.fusion
                          "--out", str(out / "protocols.json")],
+        "recalibrate.py": ["--data", str(data), "--pools", "other", "--seeds", "0",  # the default model
+                           "--out", str(out / "recalibrate.json")],
         "run_all.py": ["--quick", "--only", "index_search", "--out", str(out)],
         # exits non-zero if the grid patches' mean does not reproduce the stored vectors; no sources: random only
         "selfsup.py": ["--data", str(data), "--backbone", "efficientnet_lite0", "--n-patches", "2", "--extra", "2",
