@@ -49,6 +49,7 @@ def _tiny_args(data: Path, out: Path) -> dict[str, list[str]]:
                          "--methods", "cosine", "--normalisers", "none", "--protocols", "random", "--seeds", "0",
                          "--epochs", "1", "--calibration", "validation", "crossfit",
                          "--fuse", "mobilenetv2:center:gap",  # painterid.scoring.fusion
+                         "--archive",  # each model again with its cohort replaced (PairModel.set_cohort)
                          "--out", str(out / "protocols.json")],
         "recalibrate.py": ["--data", str(data), "--pools", "other", "--seeds", "0",  # the default model
                            "--out", str(out / "recalibrate.json")],
