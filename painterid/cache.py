@@ -1,8 +1,8 @@
 """painterid's cache of feature stores: where it is, what it holds, compacting and clearing it.
 
 The cache ($PAINTERID_CACHE, default ~/.cache/painterid) holds `embeddings/KEY/` (the compare cache, one store per
-embedding) and `stores/KEY/` (the embeddings of data sets that `train`, `evaluate`, `index build` and `submit`
-read). Every function here also takes any store directory instead (`--store DIR`).
+embedding), `stores/KEY/` (the embeddings of data sets that `train`, `evaluate`, `index build` and `submit`
+read) and `patches/KEY/` (per-patch vectors, one .npy per painting, that a `selfsup` normaliser is trained on). Every function here also takes any store directory instead (`--store DIR`).
 """
 
 from __future__ import annotations
@@ -38,12 +38,22 @@ def _targets(store: Path | None) -> list[Path]:
     return [Path(store)]
 
 
+def patch_caches(root: Path | None = None) -> list[Path]:
+    """The per-patch vector caches (painterid.patches) in the cache (sorted)."""
+    root = (Path(root) if root is not None else cache_root()) / "patches"
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
 def info(store: Path | None = None) -> dict:
-    """Location, and rows, chunks and bytes of each store (of the cache, or of STORE alone)."""
+    """Location, and rows, chunks and bytes of each store (of the cache, or of STORE alone); and of the cache,
+    the paintings and bytes of each per-patch vector cache."""
     stores = [store_info(p) for p in _targets(store)]
+    patches = [] if store is not None else [
+        {"dir": str(p), "paintings": sum(1 for f in p.glob("*.npy") if not f.name.startswith(".")),
+         "bytes": sum(f.stat().st_size for f in p.iterdir() if f.is_file())} for p in patch_caches()]
     return {"location": str(store if store is not None else cache_root()), "stores": stores,
             "rows": sum(s["rows"] for s in stores), "chunks": sum(s["chunks"] for s in stores),
-            "bytes": sum(s["bytes"] for s in stores)}
+            "bytes": sum(s["bytes"] for s in stores) + sum(p["bytes"] for p in patches), "patches": patches}
 
 
 def compact(store: Path | None = None) -> list[dict]:
@@ -64,4 +74,8 @@ def clear(store: Path | None = None) -> list[str]:
                     child.unlink()
         shutil.rmtree(p, ignore_errors=True)
         removed.append(str(p))
+    if store is None:
+        for p in patch_caches():  # one file per painting, each written whole (os.replace): nothing to lock
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(str(p))
     return removed

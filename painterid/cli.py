@@ -739,6 +739,8 @@ def cache_info(store: Optional[Path] = _STORE_OPT,
         table.add_column(col, justify="left" if col in ("store", "backbone") else "right", overflow="fold")
     for s in res["stores"]:
         table.add_row(s["store"], str(s["backbone"]), str(s["rows"]), str(s["chunks"]), f"{s['bytes'] / 1e6:.2f}")
+    for p in res["patches"]:
+        table.add_row(p["dir"], "(patches, selfsup)", str(p["paintings"]), "–", f"{p['bytes'] / 1e6:.2f}")
     table.add_section()
     table.add_row(f"{len(res['stores'])} store(s)", "", str(res["rows"]), str(res["chunks"]),
                   f"{res['bytes'] / 1e6:.2f}")
@@ -758,17 +760,20 @@ def cache_compact(store: Optional[Path] = _STORE_OPT) -> None:
 @cache_app.command("clear")
 def cache_clear(store: Optional[Path] = _STORE_OPT,
                 yes: bool = typer.Option(False, "--yes", help="do not ask (needed when not at a terminal)")) -> None:
-    """Delete the cached feature stores (or the one --store); asks first unless --yes."""
-    from .cache import cache_root, cache_stores, clear
+    """Delete the cached feature stores and patch vectors (or the one --store); asks first unless --yes."""
+    from .cache import cache_root, cache_stores, clear, patch_caches
 
-    what = str(store) if store is not None else f"{len(cache_stores())} store(s) under {cache_root()}"
+    what = str(store) if store is not None else (f"{len(cache_stores())} store(s) and {len(patch_caches())} patch "
+                                                 f"cache(s) under {cache_root()}")
     if not yes:
         if not sys.stdin.isatty():
             raise PainterIDError(f"cache clear would delete {what}; add --yes (not asking: not a terminal)")
         if not typer.confirm(f"Delete {what}?"):
             raise typer.Exit(1)
     removed = clear(store)
-    err.print(f"removed {len(removed)} store(s)", highlight=False)
+    patches = sum(1 for r in removed if Path(r).parent.name == "patches")
+    err.print(f"removed {len(removed) - patches} store(s)" + (f" and {patches} patch cache(s)" if patches else ""),
+              highlight=False)
 
 
 @app.command()

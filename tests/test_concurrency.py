@@ -205,12 +205,16 @@ def test_cache_info_compact_clear(tmp_path, monkeypatch, capsys):
         a.append([Row(f"{i}.jpg", f"h{i}")], vec(i))
     b = FeatureStore.create_or_open(cache / "stores" / "k2", EMB)
     b.append([Row("x.jpg", "hx"), Row("y.jpg", "hy")], np.concatenate([vec(7), vec(8)]))
+    (cache / "patches" / "k3").mkdir(parents=True)  # per-patch vectors of two paintings (painterid.patches)
+    for h in ("ha", "hb"):
+        np.save(cache / "patches" / "k3" / f"{h}.npy", np.zeros((4, 8), np.float16))
     code, out, _ = cli(monkeypatch, capsys, "cache", "info", "--json")
     import json
 
     info = json.loads(out)
     assert code == 0 and info["location"] == str(cache)
     assert [(Path(s["store"]).name, s["rows"], s["chunks"]) for s in info["stores"]] == [("k1", 3, 3), ("k2", 2, 1)]
+    assert [(Path(p["dir"]).name, p["paintings"]) for p in info["patches"]] == [("k3", 2)]
     assert info["rows"] == 5 and info["bytes"] == sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
 
     code, out, _ = cli(monkeypatch, capsys, "cache", "compact", "--store", cache / "embeddings" / "k1")
@@ -222,8 +226,9 @@ def test_cache_info_compact_clear(tmp_path, monkeypatch, capsys):
     assert_one_line(err, "add --yes")
     assert code == 2 and FeatureStore.is_store(cache / "stores" / "k2")
     code, _, err = cli(monkeypatch, capsys, "cache", "clear", "--yes")
-    assert code == 0 and "removed 2 store(s)" in err
+    assert code == 0 and "removed 2 store(s) and 1 patch cache(s)" in err
     assert not (cache / "stores" / "k2").exists() and not (cache / "embeddings" / "k1").exists()
+    assert not (cache / "patches" / "k3").exists()
     code, _, err = cli(monkeypatch, capsys, "cache", "compact", "--store", tmp_path)
     assert_one_line(err, "not a feature store")
 
