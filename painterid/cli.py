@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .defaults import DEFAULT_CALIBRATION, DEFAULT_CHAIN, DEFAULT_METHOD, DEFAULT_POOL, DEFAULT_VIEW, default_model_dir
+from .defaults import (BUILTIN_MODELS, DEFAULT_CALIBRATION, DEFAULT_CHAIN, DEFAULT_METHOD, DEFAULT_POOL, DEFAULT_VIEW,
+                       default_model_dir, model_path)
 from .errors import PainterIDError
 from .identify import INDEX_KINDS
 from .images import VIEW_REGISTRY
@@ -38,6 +39,7 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 180)
 err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_MODEL = default_model_dir()  # package data: travels inside the wheel
+MODEL_HELP = "model directory, or a shipped model: default, archive"
 RUNTIME_HELP = ("auto | onnx | torch: what runs the backbone (auto, or $PAINTERID_RUNTIME: ONNX Runtime on CPU when "
                 "installed, painterid[fast], else torch)")
 
@@ -393,7 +395,7 @@ def _print_saved(out_dir: Path, what: str, model, split: dict) -> None:
 @app.command()
 def evaluate(
     data: Path = typer.Option(..., help="DATA folder or a feature STORE made with the model's backbone"),
-    model: Path = typer.Option(DEFAULT_MODEL, help="model directory"),
+    model: Path = typer.Option(DEFAULT_MODEL, help=MODEL_HELP, callback=model_path),
     split: Split = typer.Option("all", help=SPLITS.describe() + "; mix: mixed"),
     protocol: Protocol = typer.Option("balanced", help=PROTOCOLS.describe()),
     pairs: Optional[Path] = typer.Option(None, help="CSV of pairs: image1,image2[,same]"),
@@ -452,7 +454,7 @@ def compare(
                                                   "images to compare with it"),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="folders: their subfolders' images too"),
     pairs: Optional[Path] = typer.Option(None, help="CSV of pairs to compare (columns image1,image2) instead"),
-    model: Path = typer.Option(DEFAULT_MODEL, help="model directory (default: the shipped model)"),
+    model: Path = typer.Option(DEFAULT_MODEL, help=MODEL_HELP, callback=model_path),
     threshold: Optional[float] = typer.Option(None, help="decision threshold on the score (default: the model's)"),
     fmt: OutFormat = typer.Option("table", "--format", help="table | json (JSON lines) | csv"),
     as_json: bool = typer.Option(False, "--json", help="same as --format json"),
@@ -524,26 +526,37 @@ def index_build(
               f"open-set threshold {index.config['open_set']['threshold']:.3f}")
 
 
+def _refuse_shipped(model: Path, out_dir: Path | None) -> None:
+    """A command that rewrites a model in place never rewrites one shipped inside the package."""
+    if out_dir is None and model.resolve() in {default_model_dir(n).resolve() for n in BUILTIN_MODELS}:
+        raise PainterIDError(f"{model} is a model shipped with painterid; write yours with --out DIR")
+
+
 cohort_app = typer.Typer(help="The reference cohort a model's normalisers are fitted on.", no_args_is_help=True)
 app.add_typer(cohort_app, name="cohort")
 
 
 @cohort_app.command("set")
 def cohort_set(
-    model: Path = typer.Argument(..., help="model directory (rewritten in place, atomically)"),
+    model: Path = typer.Argument(..., help=MODEL_HELP + " (rewritten in place, atomically, unless --out)",
+                                 callback=model_path),
     data: Path = typer.Argument(..., help="DATA folder or feature STORE of reference paintings"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="write the model with its new cohort here instead"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
     device: Optional[str] = _device_option(),
 ) -> None:
-    """Replace a model's cohort (e.g. by your own archive); its normalisers are refitted on it."""
+    """Replace a model's cohort (e.g. by your own archive); its normalisers are refitted on it.
+
+    A shipped model (default, archive) is never rewritten: give --out."""
     from .cohort import set_cohort
 
+    _refuse_shipped(model, out_dir)
     prog, update = _progress("embedding")
     with prog:
-        pm, failures = set_cohort(model, data, store_dir=store, progress=update, device=device)
+        pm, failures = set_cohort(model, data, store_dir=store, progress=update, device=device, out=out_dir)
     _report_failures(failures)
     info = pm.cohort_info["from"][0]
-    err.print(f"{model}: cohort of {len(pm.cohort)} paintings from {data} (left out "
+    err.print(f"{out_dir or model}: cohort of {len(pm.cohort)} paintings from {data} (left out "
               f"{info['left_out_validation_or_test_artists']} by validation or test artists, "
               f"{info['left_out_test_or_duplicate']} duplicates); chain {pm.normaliser} refitted")
 
@@ -551,7 +564,8 @@ def cohort_set(
 @app.command(epilog="Pairs CSV (paths relative to the CSV's folder, or absolute):\n\n"
              "    image1,image2,same\n\n    lot12/a.jpg,lot12/b.jpg,1\n\n    lot12/a.jpg,lot40/c.jpg,0")
 def calibrate(
-    model: Path = typer.Argument(..., help="model directory (rewritten in place, atomically, unless --out)"),
+    model: Path = typer.Argument(..., help=MODEL_HELP + " (rewritten in place, atomically, unless --out)",
+                                 callback=model_path),
     pairs_or_data: Path = typer.Argument(..., metavar="PAIRS_OR_DATA",
                                          help="labelled pairs CSV (image1,image2,same), or a labelled DATA folder "
                                               "or feature STORE from which balanced pairs are drawn"),
@@ -568,6 +582,7 @@ def calibrate(
     With a few dozen pairs, a model already calibrated on similar paintings is better left as it is (RESULTS 7)."""
     from .recalibrate import calibrate as run_calibrate
 
+    _refuse_shipped(model, out_dir)
     prog, update = _progress("embedding")
     with prog:
         _, rec, failures = run_calibrate(model, pairs_or_data, out=out_dir, store_dir=store, progress=update,
@@ -674,7 +689,7 @@ def table1(
 @app.command()
 def submit(
     data: Path = typer.Option(..., help="Kaggle folder: submission_info.csv, images in test/ and train/"),
-    model: Path = typer.Option(DEFAULT_MODEL, help="model directory"),
+    model: Path = typer.Option(DEFAULT_MODEL, help=MODEL_HELP, callback=model_path),
     out_file: Path = typer.Option(..., "--out", help="submission CSV to write (index,sameArtist)"),
     pairs: Optional[Path] = typer.Option(None, help="pairs CSV (index,image1,image2); "
                                          "default DATA/submission_info.csv"),
@@ -702,7 +717,7 @@ def explain(
     image_a: Path = typer.Argument(..., help="first painting"),
     image_b: Path = typer.Argument(..., help="second painting"),
     out_png: Path = typer.Option(..., "--out", help="PNG to write (the two paintings with their heatmaps)"),
-    model: Path = typer.Option(DEFAULT_MODEL, help="model directory (default: the shipped model)"),
+    model: Path = typer.Option(DEFAULT_MODEL, help=MODEL_HELP, callback=model_path),
     device: Optional[str] = _device_option(),
 ) -> None:
     """Heatmaps (Grad-CAM) of the regions of both paintings that drive their pair score, side by side as a PNG.

@@ -47,8 +47,10 @@ def combine(parts: list[tuple[np.ndarray, dict, list[str], str]]) -> tuple[np.nd
             [h for p in parts for h in p[2]])
 
 
-def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None, progress=None, device=None):
-    """Replace the cohort of the model in `model_dir` by the paintings of DATA|STORE; rewrite it atomically.
+def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None, progress=None, device=None,
+               out: str | Path | None = None):
+    """Replace the cohort of the model in `model_dir` by the paintings of DATA|STORE; rewrite it atomically (or
+    write the result to `out`, leaving `model_dir` as it was).
 
     The chain's unsupervised steps (centre, whitening, CSLS) are refitted on the new cohort; steps learned on
     the training artists are kept, and so are the threshold and calibration."""
@@ -72,5 +74,5 @@ def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None,
         patches = lambda: source(hashes)  # noqa: E731  (only computed if the step is refitted)
     model.set_cohort(vecs, {"from": [{"data": str(data_or_store), **info}]}, patches=patches)
     extra = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file() and p.name not in _MODEL_FILES}
-    model.save(model_dir, extra_files=extra)
+    model.save(out if out is not None else model_dir, extra_files=extra)
     return model, lab.failures

@@ -8,12 +8,28 @@ DEFAULT_VIEW = "patches"
 DEFAULT_POOL = "gap"
 
 
-def default_model_dir():
-    """The shipped default model: package data (``painterid/default_model``), a real directory once installed."""
+def default_model_dir(name: str = "default"):
+    """A shipped model: package data (``painterid/NAME_model``), a real directory once installed."""
     from importlib.resources import files
     from pathlib import Path
 
-    return Path(str(files("painterid") / "default_model"))
+    return Path(str(files("painterid") / f"{name}_model"))
+
+
+#: the models shipped with painterid, by the name `--model` takes: `default` (what every command uses unless told),
+#: `archive` (cosine over the self-supervised selfsup projection: made to be given your archive as its cohort,
+#: `painterid cohort set archive ARCHIVE --out MY_MODEL`; docs/RESULTS.md section 7)
+BUILTIN_MODELS = ("default", "archive")
+
+
+def model_path(value):
+    """A model directory, or the name of a shipped model (BUILTIN_MODELS) when no such directory exists here."""
+    from pathlib import Path
+
+    path = Path(value)
+    if str(value) in BUILTIN_MODELS and not path.exists():
+        return default_model_dir(str(value))
+    return path
 
 
 # The method and normaliser chain `painterid train` uses by default (painterid.scoring.normalise): the best mean

@@ -62,3 +62,29 @@ def test_compare_second_run_is_served_from_the_cache(monkeypatch):
     monkeypatch.setattr(embedding, "Embedder", no_backbone)
     again = compare_files(EX / "rembrandt-1.jpg", [EX / "cezanne-1.jpg"], model_dir=DEFAULT)
     assert again[0]["score"] == first[0]["score"] and again[0]["probability"] == first[0]["probability"]
+
+
+def test_the_archive_model_is_shipped_by_name_and_never_rewritten_in_place(tmp_path):
+    """`--model archive` names the second shipped model (cosine over selfsup,l2,csls); `cohort set archive DATA`
+    without --out is refused in one line before any work, leaving the package's files as they were."""
+    import subprocess
+    import sys
+
+    from painterid.defaults import model_path
+
+    archive = default_model_dir("archive")
+    assert model_path("archive") == archive and model_path(str(tmp_path)) == tmp_path
+    model = PairModel.load(archive)
+    assert model.method == "cosine" and model.chain.needs_patches and model.refits_selfsup
+    assert model.chain.steps[0].state["proj"].shape == (model.embedding["dim"], 256)
+    before = {p.name: p.read_bytes() for p in archive.iterdir()}
+    run = subprocess.run([sys.executable, "-m", "painterid.cli", "compare", str(EX / "cezanne-1.jpg"),
+                          str(EX / "cezanne-1.jpg"), "--model", "archive", "--json"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0 and json.loads(run.stdout)["method"] == "cosine", run.stderr[-1500:]
+    for cmd in (["cohort", "set", "archive", str(EX.parent)], ["calibrate", "default", str(EX.parent)]):
+        run = subprocess.run([sys.executable, "-m", "painterid.cli", *cmd], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=300)
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert "--out" in run.stderr
+    assert {p.name: p.read_bytes() for p in archive.iterdir()} == before

@@ -43,6 +43,8 @@ def test_wheel_holds_the_default_model(tmp_path):
         names = set(z.namelist())
         for f in MODEL_FILES:
             assert f"painterid/default_model/{f}" in names
+        for f in ("config.json", "normalise.safetensors", "cohort.safetensors", "MODEL_CARD.md"):
+            assert f"painterid/archive_model/{f}" in names  # the second shipped model (`--model archive`)
         packed = z.read("painterid/default_model/model.safetensors")
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert packed == (REPO / "painterid" / "default_model" / "model.safetensors").read_bytes()

@@ -152,9 +152,11 @@ def test_train_with_selfsup_then_replace_the_cohort(patch_store, tmp_path):
     sub.append([src.rows[i] for i in few], src.vectors[few])
     for out, refitted in ((cosine, True), (kept, False)):
         before = PairModel.load(out).chain.steps[0].state["proj"]
-        proc = run("cohort", "set", out, tmp_path / "sub")
+        config = (out / "config.json").read_bytes()
+        proc = run("cohort", "set", out, tmp_path / "sub", "--out", tmp_path / f"{out.name}-archive")
         assert proc.returncode == 0, proc.stderr[-2000:]
-        after = PairModel.load(out)
+        assert (out / "config.json").read_bytes() == config  # --out: the original is left as it was
+        after = PairModel.load(tmp_path / f"{out.name}-archive")
         assert after.cohort_info["selfsup"] == ("refitted on this cohort" if refitted else "kept as trained")
         assert np.array_equal(after.chain.steps[0].state["proj"], before) is not refitted
 
