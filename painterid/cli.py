@@ -643,7 +643,7 @@ def split_cmd(
 def table1(
     ctx: typer.Context,
     data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
-    models: list[Path] = typer.Option(..., "--models", help="model directories: --models M1 M2 ..."),
+    models: list[Path] = typer.Option(..., "--models", help="model directories (or default, archive): --models M1 M2 ..."),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
     seed: int = typer.Option(0),
     bootstrap: int = typer.Option(0, min=0, help="bootstrap resamples for AUC intervals (JSON)"),
@@ -660,7 +660,7 @@ def table1(
         raise PainterIDError(f"table1: no such option {unknown[0]}")
     prog, update = _progress("embedding")
     with prog:
-        res = run_table1(data, list(models) + [Path(a) for a in ctx.args], store_dir=store, seed=seed,
+        res = run_table1(data, [model_path(m) for m in [*models, *ctx.args]], store_dir=store, seed=seed,
                          n_boot=bootstrap, device=device, progress=update)
     if as_json:
         out.print_json(json.dumps(res))
