@@ -33,7 +33,7 @@ from painterid.splits import split_paintings  # noqa: E402
 from painterid.embedding import EmbeddingConfig  # noqa: E402
 from painterid.evaluation.metrics import roc_auc, threshold_metrics  # noqa: E402
 from painterid.pairs import balanced_pairs  # noqa: E402
-from painterid.evaluation.metrics import best_threshold  # noqa: E402
+from painterid.evaluation.metrics import best_threshold, probability_metrics  # noqa: E402
 from painterid.pairs import balanced_test_sets  # noqa: E402
 from painterid.evaluation.run import test_indices  # noqa: E402
 from painterid.patches import PatchSource  # noqa: E402
@@ -78,17 +78,9 @@ def test_pairs(proto: str, model, lab, test, seed: int) -> tuple[np.ndarray, np.
     return pairs, src[pairs[:, 0]] == src[pairs[:, 1]]
 
 
-def calibration_metrics(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict:
-    """How well p(same artist) matches the test pairs: Brier score, log loss (sklearn), expected calibration
-    error (|mean p - rate of same| over 10 equal-width bins, weighted by pairs) and the mean p vs the rate."""
-    from sklearn.metrics import brier_score_loss, log_loss
-
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    ece = sum(abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean()
-              for b in range(bins) if (which == b).any())
-    return {"unseen.brier": float(brier_score_loss(y, p)), "unseen.log_loss": float(log_loss(y, p, labels=[0, 1])),
-            "unseen.ece": float(ece), "unseen.mean_p": float(p.mean()), "unseen.rate": float(y.mean())}
+def calibration_metrics(p: np.ndarray, y: np.ndarray) -> dict:
+    """How well p(same artist) matches the test pairs (painterid.evaluation.metrics.probability_metrics)."""
+    return {f"unseen.{k}": v for k, v in probability_metrics(p, y).items()}
 
 
 def metrics(scores: np.ndarray, pairs: np.ndarray, within: np.ndarray, threshold: float, calibrator=None) -> dict:

@@ -13,8 +13,6 @@ import numpy as np
 
 from .errors import DataError
 
-#: files `PairModel.save` writes itself; everything else in a model directory is carried over unchanged
-_MODEL_FILES = {"config.json", "model.safetensors", "normalise.safetensors", "cohort.safetensors", "training_set.csv"}
 
 
 def select_cohort(lab, exclude_artists=(), exclude_hashes=()) -> tuple[np.ndarray, dict, list[str]]:
@@ -56,6 +54,7 @@ def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None,
     the training artists are kept, and so are the threshold and calibration."""
     from .pipeline import labelled
     from .scoring.fusion import single_model
+    from .scoring.model import carried_files
 
     model_dir = Path(model_dir)
     model = single_model(model_dir, "cohort set")  # fused: its standardisers depend on the members' cohorts
@@ -73,6 +72,5 @@ def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None,
         source = PatchSource.of(lab, base_dir=model.root, device=device)
         patches = lambda: source(hashes)  # noqa: E731  (only computed if the step is refitted)
     model.set_cohort(vecs, {"from": [{"data": str(data_or_store), **info}]}, patches=patches)
-    extra = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file() and p.name not in _MODEL_FILES}
-    model.save(out if out is not None else model_dir, extra_files=extra)
+    model.save(out if out is not None else model_dir, extra_files=carried_files(model_dir))
     return model, lab.failures

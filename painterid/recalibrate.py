@@ -97,13 +97,12 @@ def check_pairs(labels: np.ndarray, where: str, min_pairs: int = MIN_PAIRS) -> N
 
 def pair_metrics(scores: np.ndarray, labels: np.ndarray, calibrator, threshold: float) -> dict:
     """Accuracy at `threshold`, Brier score, log loss and mean p(same) of scored pairs under a calibration."""
-    from sklearn.metrics import brier_score_loss, log_loss
+    from .evaluation.metrics import probability_metrics
 
     y = np.asarray(labels, dtype=int)
-    p = np.clip(calibrator(scores), 1e-12, 1 - 1e-12)
+    m = probability_metrics(calibrator(scores), y, eps=1e-12)
     return {"accuracy": float(np.mean((np.asarray(scores) >= threshold) == (y == 1))),
-            "brier": float(brier_score_loss(y, p)), "log_loss": float(log_loss(y, p, labels=[0, 1])),
-            "mean_p": float(p.mean())}
+            **{k: m[k] for k in ("brier", "log_loss", "mean_p")}}
 
 
 def refit(model, scores: np.ndarray, labels: np.ndarray) -> dict:
@@ -129,15 +128,12 @@ def refit(model, scores: np.ndarray, labels: np.ndarray) -> dict:
 def _kept_files(model_dir: Path, model) -> tuple[dict[str, bytes], dict[str, dict[str, bytes]]]:
     """The files of a model directory its `save` does not write itself (a card, curves, ...), to carry over:
     top-level ones, and for a fused model those of each member's directory."""
-    from .cohort import _MODEL_FILES
-
-    def files(d: Path, own) -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file() and p.name not in own}
+    from .scoring.model import carried_files
 
     names = getattr(model, "names", None)
     if names:
-        return files(model_dir, {"config.json"}), {n: files(model_dir / n, _MODEL_FILES) for n in names}
-    return files(model_dir, _MODEL_FILES), {}
+        return carried_files(model_dir, {"config.json"}), {n: carried_files(model_dir / n) for n in names}
+    return carried_files(model_dir), {}
 
 
 def calibrate(model_dir: str | Path, pairs_or_data: str | Path, out: str | Path | None = None, store_dir=None,

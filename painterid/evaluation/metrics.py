@@ -246,6 +246,21 @@ def best_threshold(scores, labels, criterion: str = "accuracy") -> float:
 # --------------------------------------------------------------------------- bootstrap
 
 
+def probability_metrics(p, labels, bins: int = 10, eps: float = 1e-6) -> dict:
+    """How well probabilities p(same artist) match labelled pairs: Brier score, log loss (sklearn), expected
+    calibration error (|mean p - rate of same| over `bins` equal-width bins, weighted by pairs), the mean p and
+    the rate of same-artist pairs. p is clipped to [eps, 1 - eps] first."""
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    y = np.asarray(labels, dtype=int)
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    ece = sum(abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean()
+              for b in range(bins) if (which == b).any())
+    return {"brier": float(brier_score_loss(y, p)), "log_loss": float(log_loss(y, p, labels=[0, 1])),
+            "ece": float(ece), "mean_p": float(p.mean()), "rate": float(y.mean())}
+
+
 def bootstrap_ci(
     fn: Callable[[np.ndarray, np.ndarray], float],
     scores,

@@ -36,6 +36,14 @@ FUSED_KIND = "painterid.fused-model"  # scoring.fusion.FusedModel: several PairM
 NORMALISE_FILE = "normalise.safetensors"  # fitted arrays of the normaliser chain
 COHORT_FILE = "cohort.safetensors"  # the reference cohort: raw embeddings of other paintings
 BACKBONE_FILE = "backbone.safetensors"  # a backbone trained by painterid (finetune, cnn), inside the model directory
+#: the files `PairModel.save` writes itself
+SAVED_FILES = frozenset({"config.json", "model.safetensors", NORMALISE_FILE, COHORT_FILE, "training_set.csv"})
+
+
+def carried_files(model_dir: str | Path, written=SAVED_FILES) -> dict[str, bytes]:
+    """The files of a model directory that its `save` does not write (a card, curves, a trained backbone, ...):
+    what a command rewriting the model (`cohort set`, `calibrate`) passes back as `extra_files`."""
+    return {p.name: p.read_bytes() for p in sorted(Path(model_dir).iterdir()) if p.is_file() and p.name not in written}
 #: Methods whose pair score is the cosine of the two embeddings (no head weights): scored with numpy, so loading
 #: and using such a model (the shipped default) never imports torch; their torch head is built only when asked for.
 COSINE_METHODS = ("cosine", "finetune")

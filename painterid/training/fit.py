@@ -7,6 +7,7 @@ them: the threshold and the probability mapping come from pairs of artists the h
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
@@ -304,13 +305,7 @@ def _cohort_patches(patches, hashes: list[str] | None):
     """A function returning the cohort's per-patch vectors once (selfsup), or None when they cannot be had."""
     if patches is None or not hashes:
         return None
-    got: list[np.ndarray] = []
-
-    def once() -> np.ndarray:
-        if not got:
-            got.append(patches(hashes))
-        return got[0]
-    return once
+    return functools.cache(lambda: patches(hashes))
 
 
 def _calibrate(model: PairModel, vscores: np.ndarray, labels_v: np.ndarray, train_x, train_artists, val_x,
