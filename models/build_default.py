@@ -48,8 +48,14 @@ ARCHIVE_CHAIN = "selfsup,l2,csls"
 def protocol_figures(key: str) -> list[str]:
     """Both protocols' figures of `key` (a bench/protocols.py summary row: METHOD/CHAIN [EMBEDDING]) from
     docs/results/protocols-real-*.json."""
+    want = EmbeddingConfig()
     for f in sorted((ROOT / "docs" / "results").glob("protocols-real-*.json")):
-        s = json.loads(f.read_text())["summary"].get(key)
+        doc = json.loads(f.read_text())
+        a = doc.get("args", {})  # only runs over the default embedding (older files did not record a pool: gap)
+        if (a.get("backbone", want.backbone), a.get("view", want.view), a.get("pool", "gap")) != (
+                want.backbone, want.view, want.pool):
+            continue
+        s = doc["summary"].get(key)
         if s and "loso.unseen.auc" in s:
             def v(k):
                 return f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}"

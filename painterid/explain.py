@@ -9,17 +9,17 @@ For a pair (a, b) and a :class:`~painterid.scoring.PairModel`:
    normalise steps as :meth:`Embedder.embed_views`, so the score is differentiable and equal to ``compare``'s;
 3. the pair score is the model's head on the two embeddings (the raw score, before any CSLS normalisation);
 4. that score is differentiated with respect to the feature map of a (b fixed) and of b (a fixed): the map is
-   ``forward_features``' output for ``gap`` pooling and the last stage's map for ``style`` / ``both``.  With
+   ``forward_features``' output for ``gap`` pooling and the last stage's map for ``stage`` / ``style`` / ``both``.  With
    ``style`` pooling the score also depends on the channel means / standard deviations of the earlier stages;
    the map here shows only what flows through the last stage;
 5. Grad-CAM: weights ``w_c`` = spatially averaged gradients, map = ``ReLU(sum_c w_c A_c)``, upsampled onto the
    region of the image the view covers and scaled to [0, 1] (0 outside that region).  ``cam="hirescam"``
-   uses ``ReLU(sum_c grad_c * A_c)`` per position instead.  For ``gap`` pooling the two are identical (the
+   uses ``ReLU(sum_c grad_c * A_c)`` per position instead.  For ``gap`` / ``stage`` pooling the two are identical (the
    gradient of an average is the same at every position).  For ``style`` / ``both`` they are not: Grad-CAM's
    averaged gradients keep only what flows through the channel *means* (the gradient through a channel's
    standard deviation, proportional to ``A - mean``, averages to zero), and on synthetic pairs with
    efficientnet_lite0 it gave an all-zero map for one painting in 2 of 4 pairs; so ``cam="auto"`` (the default)
-   is Grad-CAM for ``gap`` and HiResCAM otherwise.
+   is Grad-CAM for ``gap`` / ``stage`` and HiResCAM otherwise.
 
 The embeddings are L2-normalised, so the score does not change when a painting's feature vector is scaled: the
 positive heat marks where a painting's features point more towards the other painting than its own average
@@ -212,7 +212,7 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
 
     extractor = embedder.extractor
     if cam == "auto":
-        cam = "gradcam" if extractor.pool == "gap" else "hirescam"
+        cam = "gradcam" if extractor.pool in ("gap", "stage") else "hirescam"
     emb, raw, cams = _cams(pm, embedder, transform, img_a, img_b, cam)
 
     if embedder.combine == "mean":  # the model's own score comes from its patches

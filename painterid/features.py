@@ -1,4 +1,4 @@
-"""Pooling of backbone features into one vector per image: ``gap``, ``style`` or ``both``.
+"""Pooling of backbone features into one vector per image: ``gap``, ``style``, ``both`` or ``stage``.
 
 * ``gap``: timm's pooled final features, ``model.forward_head(model.forward_features(x), pre_logits=True)``
   (global average pooling for CNNs, the class token / pooled tokens for ViTs).  Not normalised.
@@ -9,6 +9,9 @@
   concatenated.  The vector is therefore invariant to any permutation of spatial positions, e.g. a mirror
   image gives nearly the same vector (nearly: the convolutions themselves are not mirror-symmetric).
 * ``both``: ``[l2normalise(gap), style]`` computed in one forward pass.
+* ``stage``: the channel means of the last ``feature_info`` stage's map (for EfficientNet / MobileNetV2 the
+  320-channel output of the last block, before the head's 1x1 convolution to 1280 channels and its activation;
+  the forward pass stops there).  Not normalised.
 
 Intermediate maps come from timm's ``forward_intermediates`` (CNNs give NCHW; ViTs give NCHW patch-token maps
 without prefix tokens); a model without it is read through forward hooks on the modules named in
@@ -88,7 +91,10 @@ class FeatureExtractor(nn.Module):
         n = len(info)
         if stages is not None and (not stages or any(not -n <= int(i) < n for i in stages)):
             raise PainterIDError(f"stages {list(stages)} out of range for a model with {n} feature stages")
-        chosen = list(range(n)) if stages is None else sorted({int(i) % n for i in stages})
+        if stages is None:
+            chosen = [n - 1] if pool == "stage" else list(range(n))
+        else:
+            chosen = sorted({int(i) % n for i in stages})
         self.stage_indices: list[int] = chosen
         self.stage_modules: list[str] = [str(info[i].get("module", "")) for i in chosen]
         self.stage_channels: list[int] = [int(info[i]["num_chs"]) for i in chosen]
@@ -160,6 +166,10 @@ class FeatureExtractor(nn.Module):
         elif self.pool == "style":
             _, inter = self._intermediates(x, need_final=False)
             out, fmap = self._style(inter), inter[-1]
+        elif self.pool == "stage":
+            _, inter = self._intermediates(x, need_final=False)
+            fmap = inter[-1]
+            out = channel_stats(fmap, self.stage_channels[-1])[:, : self.stage_channels[-1]]
         else:
             final, inter = self._intermediates(x, need_final=True)
             assert final is not None
@@ -174,7 +184,12 @@ class FeatureExtractor(nn.Module):
     def dim(self) -> int:
         if self._dim is None:
             # style: known from feature_info, which spares `compare` a forward pass at start-up
-            self._dim = self.style_dim if self.pool == "style" else self._dry_run_dim()
+            if self.pool == "style":
+                self._dim = self.style_dim
+            elif self.pool == "stage":
+                self._dim = self.stage_channels[-1]
+            else:
+                self._dim = self._dry_run_dim()
         return self._dim
 
     def _dry_run_dim(self) -> int:

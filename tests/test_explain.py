@@ -90,10 +90,10 @@ def test_explain_writes_side_by_side_png_and_maps_of_each_image(tmp_path, gap_em
     assert r["explained_view"] == "center" and r["cam"] == "gradcam"
 
 
-@pytest.mark.parametrize("pool", ["gap", "style"])
+@pytest.mark.parametrize("pool", ["gap", "style", "stage"])
 def test_heat_lies_on_the_painted_half_not_the_flat_half(tmp_path, gap_embedder, pool):
     emb = gap_embedder if pool == "gap" else Embedder(
-        EmbeddingConfig(backbone="efficientnet_lite0", view="center", pool="style"), num_workers=0)
+        EmbeddingConfig(backbone="efficientnet_lite0", view="center", pool=pool), num_workers=0)
     model = PairModel("cosine", emb.fingerprint, CosineScorer())
     for artist in (0, 1):
         a, b = tmp_path / f"half{artist}.png", tmp_path / f"ref{artist}.png"

@@ -1,4 +1,4 @@
-"""Pooling of backbone features: gap, style, both."""
+"""Pooling of backbone features: gap, style, both, stage."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def test_every_registered_pool_builds_and_an_unknown_one_is_one_line(random_lite
 
 def test_dims_on_efficientnet_lite0(random_lite0):
     x = torch.randn(2, 3, 64, 64)
-    expected = {"gap": 1280, "style": 2 * sum(LITE0_STAGES), "both": 1280 + 2 * sum(LITE0_STAGES)}
+    expected = {"gap": 1280, "style": 2 * sum(LITE0_STAGES), "both": 1280 + 2 * sum(LITE0_STAGES),
+                "stage": LITE0_STAGES[-1]}
     for pool, dim in expected.items():
         fx = FeatureExtractor(random_lite0, pool)
         with torch.no_grad():
@@ -80,6 +81,23 @@ def test_both_is_normalised_gap_then_style(random_lite0):
     # every stage of the style vector has unit length, so each weighs the same
     for part in style.split([2 * c for c in LITE0_STAGES], dim=1):
         assert torch.allclose(part.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_stage_is_the_channel_mean_of_the_last_block_before_the_head(random_lite0):
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        blocks = random_lite0.blocks(random_lite0.bn1(random_lite0.conv_stem(x)))  # stops before conv_head
+        stage = FeatureExtractor(random_lite0, "stage")(x)
+        gap = FeatureExtractor(random_lite0, "gap")(x)
+    assert blocks.shape[1] == LITE0_STAGES[-1] == stage.shape[1]
+    assert torch.allclose(stage, blocks.mean(dim=(2, 3)), atol=1e-5)
+    assert (stage < 0).any()  # the last block's projection has no activation: signed, unlike gap's ReLU6
+    assert (gap >= 0).all()
+    hooked = FeatureExtractor(random_lite0, "stage")
+    hooked.use_intermediates = False  # a model without forward_intermediates is read through hooks
+    with torch.no_grad():
+        assert torch.allclose(hooked(x), stage, atol=1e-6)
+    assert FeatureExtractor(random_lite0, "stage", stages=[-2]).dim == LITE0_STAGES[-2]
 
 
 def test_style_is_mean_and_std_of_each_stage(random_lite0):
