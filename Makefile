@@ -25,7 +25,7 @@ demo: setup
 	$(BIN)/painterid compare $(PAINTINGS)/cezanne-1.jpg $(PAINTINGS)/cezanne-2.jpg || [ $$? -eq 1 ]
 	$(BIN)/painterid compare $(PAINTINGS)/cezanne-1.jpg $(PAINTINGS)/rembrandt-1.jpg || [ $$? -eq 1 ]
 	@echo "== painterid evaluate on the bundled public-domain paintings (default model) =="
-	$(BIN)/painterid evaluate --data examples/paintings --split all --store demo-out/store
+	$(BIN)/painterid evaluate --data examples/paintings --split all
 
 test: setup
 	$(BIN)/python -m pytest

@@ -3,8 +3,10 @@
     python bench/compare_models.py OLD_MODEL NEW_MODEL [--rounds 7] [--out docs/results/compare-models.json]
 
 Per round and model, interleaved: a fresh `python -m painterid compare a.jpg b.jpg --model M` with a warm
-embedding cache (what the model adds shows: load, normaliser chain, CSLS, calibration), and in-process the
-time of `PairModel.load` + `scores` for one pair. Medians; ratio new / old.
+embedding cache (what the model adds shows: load, normaliser chain, CSLS, calibration) and with a cold one (a new
+cache directory holding only the ONNX exports, made beforehand: both images are decoded and embedded, which is
+where two models over different embeddings differ), and in-process the time of `PairModel.load` + `scores` for
+one pair. Medians; ratio new / old.
 """
 
 from __future__ import annotations
@@ -41,23 +43,33 @@ def main() -> None:
     cache = tempfile.mkdtemp(prefix="painterid-cmp-")
     env = dict(os.environ, PAINTERID_CACHE=cache, PYTHONPATH=str(ROOT))
     os.environ["PAINTERID_CACHE"] = cache
-    vecs = embed_paths(list(args.images), PairModel.load(args.models[0]).embedding)  # warms the cache
-    times: dict[str, dict[str, list[float]]] = {str(m): {"cli": [], "load_score": []} for m in args.models}
-    for _ in range(args.rounds):
-        for m in args.models:
+    models = {str(m): PairModel.load(m) for m in args.models}
+    vecs = {m: embed_paths(list(args.images), pm.embedding) for m, pm in models.items()}  # warms cache + exports
+    times: dict[str, dict[str, list[float]]] = {m: {"cli": [], "cli_cold": [], "load_score": []} for m in models}
+    compare = [sys.executable, "-m", "painterid", "compare", *map(str, args.images)]
+    for r in range(args.rounds):
+        for m in models:
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "painterid", "compare", *map(str, args.images), "--model", str(m)],
-                           env=env, capture_output=True, check=False)
-            times[str(m)]["cli"].append(time.perf_counter() - t)
+            subprocess.run([*compare, "--model", m], env=env, capture_output=True, check=False)
+            times[m]["cli"].append(time.perf_counter() - t)
+            cold = Path(tempfile.mkdtemp(prefix=f"painterid-cold-{r}-"))
+            (cold / "onnx").symlink_to(Path(cache) / "onnx", target_is_directory=True)
+            t = time.perf_counter()
+            subprocess.run([*compare, "--model", m], env={**env, "PAINTERID_CACHE": str(cold)}, capture_output=True,
+                           check=False)
+            times[m]["cli_cold"].append(time.perf_counter() - t)
             t = time.perf_counter()
             pm = PairModel.load(m)
-            pm.probability(pm.scores(vecs[:1], vecs[1:2]))
-            times[str(m)]["load_score"].append(time.perf_counter() - t)
+            pm.probability(pm.scores(vecs[m][:1], vecs[m][1:2]))
+            times[m]["load_score"].append(time.perf_counter() - t)
     med = {m: {k: statistics.median(v) for k, v in d.items()} for m, d in times.items()}
     old, new = (med[str(m)] for m in args.models)
     res = {"machine": machine(), "median_s": med, "ratio_new_over_old": {k: new[k] / old[k] for k in old},
-           "scores": {str(m): float(PairModel.load(m).scores(vecs[:1], vecs[1:2])[0]) for m in args.models},
-           "rounds": args.rounds, "vector_norms": np.linalg.norm(vecs, axis=1).round(3).tolist()}
+           "scores": {m: float(pm.scores(vecs[m][:1], vecs[m][1:2])[0]) for m, pm in models.items()},
+           "embeddings": {m: {k: pm.embedding.get(k) for k in ("backbone", "view", "pool", "dim")}
+                          for m, pm in models.items()},
+           "rounds": args.rounds, "vector_norms": {m: np.linalg.norm(v, axis=1).round(3).tolist()
+                                                   for m, v in vecs.items()}}
     print(json.dumps(res, indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

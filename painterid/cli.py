@@ -147,11 +147,18 @@ def _report_failures(failures, where: Path | None = None) -> None:
         err.print(f"  full list: {where}")
 
 
-def _embedding_config(backbone: Optional[str], view: Enum, pool: Enum, weights: Optional[Path],
+def _pool_option():
+    return typer.Option(None, help=POOL_REGISTRY.describe() + f"; default: the backbone's own ({DEFAULT_POOL} for "
+                        "EfficientNet-Lite and MobileNetV2, gap for the others: painterid backbones)", show_default=False)
+
+
+def _embedding_config(backbone: Optional[str], view: Enum, pool: Optional[Enum], weights: Optional[Path],
                       input_size: Optional[int] = None):
+    """The EmbeddingConfig of the embedding options; no --pool: the backbone's default pooling."""
     from .embedding import EmbeddingConfig, default_backbone
 
-    return EmbeddingConfig(backbone=backbone or default_backbone(), view=view.value, pool=pool.value,
+    return EmbeddingConfig(backbone=backbone or default_backbone(), view=view.value,
+                           pool=pool.value if pool is not None else None,
                            weights=str(weights) if weights else None, input_size=input_size)
 
 
@@ -187,7 +194,7 @@ def backbones(
         return
 
     table = Table(title="painterid backbones")
-    for col in ("name", "timm model", "gap dim", "input", "licence", "weights on this machine"):
+    for col in ("name", "timm model", "gap dim", "default pool", "input", "licence", "weights on this machine"):
         table.add_column(col, overflow="fold")
     hints = []
     for spec in list_backbones():
@@ -195,7 +202,7 @@ def backbones(
         status = weights_status(spec.name)
         if status.startswith("missing"):
             hints.append(f"{spec.name}: {status.split(':', 1)[1].strip()}")
-        table.add_row(spec.name, spec.timm_name, str(d["dim"]), "×".join(map(str, d["input_size"][1:])),
+        table.add_row(spec.name, spec.timm_name, str(d["dim"]), spec.default_pool, "×".join(map(str, d["input_size"][1:])),
                       spec.licence.split(" (")[0], "yes" if status.startswith("available") else "no")
     out.print(table)
     for h in hints:
@@ -208,7 +215,7 @@ def embed(
     out_dir: Path = typer.Option(..., "--out", help="feature store directory (created or resumed)"),
     backbone: Optional[str] = typer.Option(None, help="backbone name (painterid backbones); default: the shipped one"),
     view: View = typer.Option(DEFAULT_VIEW, help=VIEW_REGISTRY.describe()),
-    pool: Pool = typer.Option(DEFAULT_POOL, help=POOL_REGISTRY.describe()),
+    pool: Optional[Pool] = _pool_option(),
     weights: Optional[Path] = typer.Option(None, help="weights file (.safetensors or .pth, loaded safely)"),
     batch_size: int = typer.Option(16, min=1),
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes"),
@@ -233,10 +240,8 @@ def embed(
         embedder = Embedder(_embedding_config(backbone, view, pool, weights), device=env.device(device),
                             batch_size=batch_size, num_workers=workers)
     else:
-        from .embedding import default_backbone
-
-        request = export_request(backbone or default_backbone(), view, pool, 8, str(weights) if weights else None,
-                                 None)
+        config = _embedding_config(backbone, view, pool, weights)
+        request = export_request(config.backbone, config.view, config.pool, 8, config.weights, None)
         embedder = make_embedder(request, device=device, runtime=runtime, batch_size=batch_size,
                                  num_workers=workers)
     prog, update = _progress("embedding")
@@ -249,7 +254,7 @@ def embed(
     (out_dir / "failures.csv").unlink(missing_ok=True)  # the list is this run's, not a stale one
     _report_failures(failures, out_dir / "failures.csv" if failures else None)
     err.print(f"{len(store)} paintings of {len(set(store.artists))} artists in {out_dir} "
-              f"({embedder.fingerprint['backbone']}, {view.value}, {pool.value}, dim {embedder.dim}, {embedder.device}, "
+              f"({embedder.fingerprint['backbone']}, {view.value}, {embedder.fingerprint['pool']}, dim {embedder.dim}, {embedder.device}, "
               f"{embedder.runtime})")
 
 
@@ -268,7 +273,7 @@ def train(
                                            "architecture trained from scratch, default cnn_baseline); a comma "
                                            "list a,b[,c]: a fused model, one member per backbone"),
     view: View = typer.Option(DEFAULT_VIEW, help=VIEW_REGISTRY.describe()),
-    pool: Pool = typer.Option(DEFAULT_POOL, help=POOL_REGISTRY.describe()),
+    pool: Optional[Pool] = _pool_option(),
     weights: Optional[Path] = typer.Option(None),
     input_size: Optional[int] = typer.Option(None, min=32, help="square input side in pixels (default: the "
                                              "backbone's own)"),
@@ -507,7 +512,7 @@ def index_build(
     out_dir: Path = typer.Option(..., "--out", help="index directory to write"),
     backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store)"),
     view: View = typer.Option(DEFAULT_VIEW, help=VIEW_REGISTRY.describe()),
-    pool: Pool = typer.Option(DEFAULT_POOL, help=POOL_REGISTRY.describe()),
+    pool: Optional[Pool] = _pool_option(),
     kind: IndexKind = typer.Option("auto", help=INDEX_KINDS.describe()),
     subcentres: int = typer.Option(1, min=1, help="prototypes per artist (for styles that changed over time)"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),

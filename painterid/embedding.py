@@ -35,10 +35,16 @@ class EmbeddingConfig:
 
     backbone: str = DEFAULT_BACKBONE
     view: str = DEFAULT_VIEW
-    pool: str = DEFAULT_POOL
+    pool: str | None = None  # None: the backbone's default pooling (backbones.default_pool; DEFAULT_POOL for Lite1)
     n_patches: int = 8
     weights: str | None = None  # a user-supplied weights file; None = the registry's source
     input_size: int | None = None  # square input side in pixels; None = the backbone's own (CNNs run at any size)
+
+    def __post_init__(self):
+        if self.pool is None:
+            from .backbones import default_pool
+
+            object.__setattr__(self, "pool", default_pool(self.backbone))
 
 
 @dataclass(frozen=True, eq=False)

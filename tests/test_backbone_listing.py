@@ -22,3 +22,6 @@ def test_backbones_command_lists_every_entry_with_availability():
         assert spec.name in proc.stdout
     line = next(l for l in proc.stdout.splitlines() if "efficientnet_lite2 " in l)
     assert "1280" in line and "260×260" in line and "yes" in line
+    # each backbone's default pooling (BackboneSpec.default_pool): measured for the Lite family, gap elsewhere
+    assert " stage " in line
+    assert " gap " in next(l for l in proc.stdout.splitlines() if "xception " in l)

@@ -62,7 +62,8 @@ def test_compare_reference_against_a_folder(cosine_model, synthetic_data, tmp_pa
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [Path(r["image_b"]).name for r in rows] == ["a.jpg", "b.PNG", "c.jpg"]
     one = run("compare", imgs[0], imgs[2], "--model", cosine_model, "--json")  # a.jpg is a copy of imgs[2]
-    assert json.loads(one.stdout)["score"] == pytest.approx(rows[0]["score"], abs=1e-6)
+    # the same pair, alone or in a folder batch: equal up to float32 batch effects and the 6-decimal rounding
+    assert json.loads(one.stdout)["score"] == pytest.approx(rows[0]["score"], abs=3e-6)
     deep = run("compare", imgs[0], d, "--recursive", "--model", cosine_model, "--format", "csv")
     assert deep.returncode in (0, 1) and len(deep.stdout.strip().splitlines()) == 1 + 4
 
