@@ -95,15 +95,14 @@ def startup(rounds: int, base_env: dict, tmp: Path) -> dict:
 def throughput(n: int, size: int, rounds: int, tmp: Path) -> dict:
     import numpy as np
 
-    from painterid.defaults import DEFAULT_BACKBONE, DEFAULT_POOL, DEFAULT_VIEW
     from painterid.images import load_image
-    from painterid.runtime import export_request, make_embedder
+    from painterid.runtime import default_request, make_embedder
     from painterid.synthetic import make_synthetic_dataset
 
     root = tmp / "paintings"
     make_synthetic_dataset(root, n_artists=-(-n // 8), per_artist=8, size=size, seed=1)
     files = sorted((root / "train").glob("*.jpg"))[:n]
-    request = export_request(DEFAULT_BACKBONE, DEFAULT_VIEW, DEFAULT_POOL, 8, None, None)
+    request = default_request()
     onnx = make_embedder(request, device="cpu", runtime="onnx", batch_size=16)
     eager = make_embedder(request, device="cpu", runtime="torch", batch_size=16, num_workers=0)
     views = np.stack([onnx.views(load_image(f)) for f in files])

@@ -49,10 +49,10 @@ def main() -> None:
         per = 8
         make_synthetic_dataset(root, n_artists=-(-args.n // per), per_artist=per, size=args.size, seed=1)
     files = sorted((root / "train").glob("*.jpg"))[: args.n]
-    from painterid.defaults import DEFAULT_POOL, DEFAULT_VIEW
+    from painterid.defaults import DEFAULT_VIEW
 
     config = EmbeddingConfig(backbone=args.backbone or default_backbone(), view=args.view or DEFAULT_VIEW,
-                             pool=args.pool or DEFAULT_POOL)
+                             pool=args.pool)  # None: the backbone's own default pooling
     embedder = Embedder(config, batch_size=args.batch_size, num_workers=0)
 
     views = torch.stack([embedder.transform(load_image(f)) for f in files])

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .defaults import (BUILTIN_MODELS, DEFAULT_CALIBRATION, DEFAULT_CHAIN, DEFAULT_METHOD, DEFAULT_POOL, DEFAULT_VIEW,
+from .defaults import (BUILTIN_MODELS, DEFAULT_CALIBRATION, DEFAULT_CHAIN, DEFAULT_METHOD, DEFAULT_VIEW,
                        default_model_dir, model_path)
 from .errors import PainterIDError
 from .identify import INDEX_KINDS
@@ -148,7 +148,7 @@ def _report_failures(failures, where: Path | None = None) -> None:
 
 
 def _pool_option():
-    return typer.Option(None, help=POOL_REGISTRY.describe() + f"; default: the backbone's own ({DEFAULT_POOL} for "
+    return typer.Option(None, help=POOL_REGISTRY.describe() + "; default: the backbone's own (stage for "
                         "EfficientNet-Lite and MobileNetV2, gap for the others: painterid backbones)", show_default=False)
 
 

@@ -5,10 +5,9 @@
 # `patches` (8 crops at native resolution, averaged: brushwork survives) scored best; pooled by `stage` (the channel
 # means of its last block, before the head's 1x1 convolution), which beat global average pooling of the head's
 # output on both protocols of bench/protocols.py (docs/RESULTS.md section 7, "The `stage` pooling"). Other
-# backbones have their own default pooling (BackboneSpec.default_pool).
+# backbones have their own default pooling: BackboneSpec.default_pool (backbones.default_pool), the one home of it.
 DEFAULT_BACKBONE = "efficientnet_lite1"
 DEFAULT_VIEW = "patches"
-DEFAULT_POOL = "stage"
 
 
 def default_model_dir(name: str = "default"):

@@ -15,7 +15,7 @@ from . import __version__
 from .errors import ImageError
 from .runtime import EmbedsFiles
 
-from .defaults import DEFAULT_BACKBONE, DEFAULT_POOL, DEFAULT_VIEW  # noqa: F401 (re-exported)
+from .defaults import DEFAULT_BACKBONE, DEFAULT_VIEW  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -35,7 +35,7 @@ class EmbeddingConfig:
 
     backbone: str = DEFAULT_BACKBONE
     view: str = DEFAULT_VIEW
-    pool: str | None = None  # None: the backbone's default pooling (backbones.default_pool; DEFAULT_POOL for Lite1)
+    pool: str | None = None  # None: the backbone's default pooling (backbones.default_pool: stage for Lite1)
     n_patches: int = 8
     weights: str | None = None  # a user-supplied weights file; None = the registry's source
     input_size: int | None = None  # square input side in pixels; None = the backbone's own (CNNs run at any size)

@@ -320,9 +320,10 @@ def make_embedder(request: dict, device: str | None = None, runtime: str | None 
 
 def default_request() -> dict:
     """The export request of the shipped default embedding."""
-    from .defaults import DEFAULT_BACKBONE, DEFAULT_POOL, DEFAULT_VIEW
+    from .backbones import default_pool
+    from .defaults import DEFAULT_BACKBONE, DEFAULT_VIEW
 
-    return export_request(DEFAULT_BACKBONE, DEFAULT_VIEW, DEFAULT_POOL, 8, None, None)
+    return export_request(DEFAULT_BACKBONE, DEFAULT_VIEW, default_pool(DEFAULT_BACKBONE), 8, None, None)
 
 
 if __name__ == "__main__":  # `python -m painterid.runtime`: export the default now (make setup does)
