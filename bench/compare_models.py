@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine  # noqa: E402
+from painterid.scoring.loading import load_model
 
 
 def main() -> None:
@@ -37,13 +38,13 @@ def main() -> None:
     args = ap.parse_args()
     import numpy as np
 
-    from painterid.compare import embed_paths
     from painterid.scoring import PairModel
+    from painterid.tasks.compare import embed_paths
 
     cache = tempfile.mkdtemp(prefix="painterid-cmp-")
     env = dict(os.environ, PAINTERID_CACHE=cache, PYTHONPATH=str(ROOT))
     os.environ["PAINTERID_CACHE"] = cache
-    models = {str(m): PairModel.load(m) for m in args.models}
+    models = {str(m): load_model(m) for m in args.models}
     vecs = {m: embed_paths(list(args.images), pm.embedding) for m, pm in models.items()}  # warms cache + exports
     times: dict[str, dict[str, list[float]]] = {m: {"cli": [], "cli_cold": [], "load_score": []} for m in models}
     compare = [sys.executable, "-m", "painterid", "compare", *map(str, args.images)]
@@ -59,7 +60,7 @@ def main() -> None:
                            check=False)
             times[m]["cli_cold"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            pm = PairModel.load(m)
+            pm = load_model(m)
             pm.probability(pm.scores(vecs[m][:1], vecs[m][1:2]))
             times[m]["load_score"].append(time.perf_counter() - t)
     med = {m: {k: statistics.median(v) for k, v in d.items()} for m, d in times.items()}

@@ -95,9 +95,9 @@ def startup(rounds: int, base_env: dict, tmp: Path) -> dict:
 def throughput(n: int, size: int, rounds: int, tmp: Path) -> dict:
     import numpy as np
 
-    from painterid.images import load_image
-    from painterid.runtime import default_request, make_embedder
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
+    from painterid.embed.images import load_image
+    from painterid.embed.runtime import default_request, make_embedder
 
     root = tmp / "paintings"
     make_synthetic_dataset(root, n_artists=-(-n // 8), per_artist=8, size=size, seed=1)

@@ -9,7 +9,7 @@ PY=${PYTHON:-python}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
-PYTHONPATH=$SRC $PY -c "from painterid.synthetic import make_synthetic_dataset as m; m('data', n_artists=3, per_artist=3, size=128, seed=3)"
+PYTHONPATH=$SRC $PY -c "from painterid.data.synthetic import make_synthetic_dataset as m; m('data', n_artists=3, per_artist=3, size=128, seed=3)"
 mkdir imgs && cp data/train/00000.jpg ref.jpg && for i in 1 2 3 4 5 6 7 8; do cp data/train/0000$i.jpg imgs/; done
 export PYTHONPATH=$SRC PAINTERID_CACHE=$WORK/cache
 start=$(date +%s)

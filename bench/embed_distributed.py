@@ -43,8 +43,8 @@ def main() -> None:
     ap.add_argument("--backbone", default=None)
     args = ap.parse_args()
 
-    from painterid.store import FeatureStore
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
+    from painterid.store.feature_store import FeatureStore
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

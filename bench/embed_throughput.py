@@ -39,9 +39,9 @@ def main() -> None:
 
     import torch
 
-    from painterid.embedding import Embedder, EmbeddingConfig, default_backbone
-    from painterid.images import load_image
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
+    from painterid.embed.embedding import Embedder, EmbeddingConfig, default_backbone
+    from painterid.embed.images import load_image
 
     tmp = tempfile.TemporaryDirectory()
     root = args.data or Path(tmp.name) / "paintings"
@@ -49,7 +49,7 @@ def main() -> None:
         per = 8
         make_synthetic_dataset(root, n_artists=-(-args.n // per), per_artist=per, size=args.size, seed=1)
     files = sorted((root / "train").glob("*.jpg"))[: args.n]
-    from painterid.defaults import DEFAULT_VIEW
+    from painterid.core.defaults import DEFAULT_VIEW
 
     config = EmbeddingConfig(backbone=args.backbone or default_backbone(), view=args.view or DEFAULT_VIEW,
                              pool=args.pool)  # None: the backbone's own default pooling

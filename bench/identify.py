@@ -22,13 +22,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from painterid.embedding import EmbeddingConfig  # noqa: E402
-from painterid.errors import DataError  # noqa: E402
+from painterid.core.errors import DataError  # noqa: E402
+from painterid.embed.embedding import EmbeddingConfig  # noqa: E402
+from painterid.embed.pipeline import labelled  # noqa: E402
 from painterid.evaluation.metrics import roc_auc  # noqa: E402
-from painterid.identify import open_set_calibration  # noqa: E402
-from painterid.index import ArtistIndex  # noqa: E402
-from painterid.pipeline import labelled  # noqa: E402
 from painterid.scoring.calibration import Calibrator  # noqa: E402
+from painterid.tasks.identify import open_set_calibration  # noqa: E402
+from painterid.tasks.index import ArtistIndex  # noqa: E402
 
 
 def _l2(x):

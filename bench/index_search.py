@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--hnsw-1m", action="store_true", help="also build HNSW at sizes above 200k")
     args = ap.parse_args()
 
-    from painterid.index import ArtistIndex, recall_at_k
+    from painterid.tasks.index import ArtistIndex, recall_at_k
 
     t_start = time.perf_counter()
     result = {"bench": "index_search", "dim": args.dim, "per_artist": args.per_artist, "spread": args.spread, "k": 10,

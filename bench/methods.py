@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from painterid.embedding import EmbeddingConfig  # noqa: E402
+from painterid.embed.embedding import EmbeddingConfig  # noqa: E402
+from painterid.embed.pipeline import labelled  # noqa: E402
 from painterid.evaluation.run import evaluate_model  # noqa: E402
-from painterid.pipeline import labelled  # noqa: E402
 from painterid.training import IMAGE_METHODS, TrainOptions, train_from_images, train_model  # noqa: E402
 
 METHODS = ("cosine", "siamese", "metric", "classifier")
@@ -55,7 +55,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="painterid-bench-"))
     data = args.data
     if args.synthetic:
-        from painterid.synthetic import make_synthetic_dataset
+        from painterid.data.synthetic import make_synthetic_dataset
 
         n_art, per = (int(x) for x in args.synthetic.lower().split("x"))
         data = make_synthetic_dataset(tmp / "synthetic", n_artists=n_art, per_artist=per, seed=123)

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import current_rss_mb, machine, peak_rss_mb  # noqa: E402
+from painterid.scoring.loading import load_model
 
 BLOCK = 1_000_000
 
@@ -63,7 +64,7 @@ def main() -> None:
     from painterid.scoring import PairModel
     from painterid.scoring.heads import CosineScorer, SiameseHead
 
-    model = PairModel.load(args.model)
+    model = load_model(args.model)
     dim = args.dim or int(model.embedding["dim"])
     # the siamese path: the model's own head when it is one, else an untrained head of its width (speed only)
     siamese = model if model.method == "siamese" and dim == int(model.embedding["dim"]) else \

@@ -29,17 +29,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from painterid.splits import split_paintings  # noqa: E402
-from painterid.embedding import EmbeddingConfig  # noqa: E402
-from painterid.evaluation.metrics import roc_auc, threshold_metrics  # noqa: E402
-from painterid.pairs import balanced_pairs  # noqa: E402
-from painterid.evaluation.metrics import best_threshold, probability_metrics  # noqa: E402
-from painterid.pairs import balanced_test_sets  # noqa: E402
+from painterid.data.pairs import (
+    balanced_pairs,  # noqa: E402
+    balanced_test_sets,  # noqa: E402
+)
+from painterid.data.splits import split_paintings  # noqa: E402
+from painterid.embed.embedding import EmbeddingConfig  # noqa: E402
+from painterid.embed.patches import PatchSource  # noqa: E402
+from painterid.embed.pipeline import labelled  # noqa: E402
+from painterid.evaluation.metrics import best_threshold, probability_metrics, roc_auc, threshold_metrics  # noqa: E402  # noqa: E402
 from painterid.evaluation.run import test_indices  # noqa: E402
-from painterid.patches import PatchSource  # noqa: E402
-from painterid.pipeline import labelled  # noqa: E402
-from painterid.scoring.fusion import choose_weights, fused_scores  # noqa: E402
 from painterid.scoring.calibration import Calibrator  # noqa: E402
+from painterid.scoring.fusion import choose_weights, fused_scores  # noqa: E402
 from painterid.training import TrainOptions, fit  # noqa: E402
 from painterid.training.fit import CALIBRATIONS, crossfit_logits  # noqa: E402
 

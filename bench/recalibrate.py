@@ -8,7 +8,7 @@ artists the model never saw; `test,val`: also its validation artists, which chos
 pairs pooled over every source), the pool's artists with paintings in S are cut into two halves (per seed; artists
 dealt in decreasing painting count, each to the half with fewer same-artist pairs so far, ties by a seeded shuffle).
 Balanced pairs are drawn within each half; the model is recalibrated on one half's pairs exactly as `painterid
-calibrate` does (`painterid.recalibrate.refit`: Platt scaling and the accuracy-best threshold) and measured on the
+calibrate` does (`painterid.tasks.calibrate.refit`: Platt scaling and the accuracy-best threshold) and measured on the
 other half's, before and after; then the halves swap. A half with fewer than 10 pairs of a class is refused, as the
 command refuses it. "in-sample" is the refit measured on the pairs it was fitted on (the best any refit can do).
 """
@@ -27,14 +27,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from painterid.errors import DataError  # noqa: E402
-from painterid.evaluation.metrics import roc_auc  # noqa: E402
-from painterid.pairs import balanced_pairs  # noqa: E402
-from painterid.pipeline import labelled  # noqa: E402
-from painterid.recalibrate import check_pairs, pair_metrics, refit  # noqa: E402
-from painterid.scoring import PairModel  # noqa: E402
-
 from common import machine  # noqa: E402
+
+from painterid.core.errors import DataError  # noqa: E402
+from painterid.data.pairs import balanced_pairs  # noqa: E402
+from painterid.embed.pipeline import labelled  # noqa: E402
+from painterid.evaluation.metrics import roc_auc  # noqa: E402
+from painterid.scoring import PairModel  # noqa: E402
+from painterid.scoring.loading import load_model
+from painterid.tasks.calibrate import check_pairs, pair_metrics, refit  # noqa: E402
 
 MEASURES = ("accuracy", "brier", "log_loss", "mean_p")
 
@@ -176,7 +177,7 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="balanced_pairs: only")  # small halves: fewer negatives, said so
     t0 = time.time()
-    model = PairModel.load(args.model)
+    model = load_model(args.model)
     lab = labelled(args.data, model.embedding, base_dir=model.root)
     if args.loso and not lab.sources:
         raise SystemExit(f"{args.data}: --loso needs the source of every painting (sources.csv)")

@@ -40,19 +40,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
+from protocols import folds, markdown, metrics, summarise, test_pairs  # noqa: E402
 from torch import nn  # noqa: E402
 
-from painterid.embedding import Embedder, EmbeddingConfig  # noqa: E402
+from painterid.core.locations import cache_dir  # noqa: E402
+from painterid.data.pairs import balanced_pairs  # noqa: E402
+from painterid.embed.embedding import Embedder, EmbeddingConfig  # noqa: E402
+from painterid.embed.images import load_image  # noqa: E402
+from painterid.embed.patches import random_crops  # noqa: E402
+from painterid.embed.pipeline import labelled  # noqa: E402
 from painterid.evaluation.metrics import roc_auc  # noqa: E402
-from painterid.images import load_image  # noqa: E402
-from painterid.locations import cache_dir  # noqa: E402
-from painterid.pairs import balanced_pairs  # noqa: E402
-from painterid.patches import random_crops  # noqa: E402
-from painterid.pipeline import labelled  # noqa: E402
 from painterid.training import TrainOptions, fit  # noqa: E402
-
-from protocols import folds, markdown, metrics, summarise, test_pairs  # noqa: E402
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Per-patch features through the library's Embedder

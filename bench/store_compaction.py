@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-import painterid.store as st
-from painterid.store import FeatureStore, Row
+import painterid.store.feature_store as st
+from painterid.store.feature_store import FeatureStore, Row
 
 
 def time_open(root: Path, repeat: int = 5) -> float:

@@ -118,7 +118,7 @@ def main() -> None:
     import torch
     import torch.multiprocessing as mp
 
-    from painterid.pairs import balanced_pairs
+    from painterid.data.pairs import balanced_pairs
 
     x, artists = data(args.n, args.dim, args.artists)
     pairs = balanced_pairs(artists, seed=0, max_pos=args.max_pairs // 2)

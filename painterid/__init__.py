@@ -1,3 +1,3 @@
 """painterid: were these two paintings made by the same artist?"""
 
-__version__ = "0.1.0"
+from painterid.core.version import __version__

@@ -19,7 +19,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:
     """16 procedural artists × 6 paintings in the Kaggle layout (shared by the slow end-to-end tests)."""
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("syn") / "data", n_artists=16, per_artist=6, size=160,
                                   seed=7)
@@ -28,8 +28,8 @@ def synthetic_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_store(tmp_path_factory, synthetic_data) -> Path:
     """The synthetic data embedded once with the smallest offline backbone."""
-    from painterid.embedding import Embedder, EmbeddingConfig
-    from painterid.pipeline import embed_data
+    from painterid.embed.embedding import Embedder, EmbeddingConfig
+    from painterid.embed.pipeline import embed_data
 
     out = tmp_path_factory.mktemp("store") / "store"
     embedder = Embedder(EmbeddingConfig(backbone="efficientnet_lite0", view="center", pool="style"), num_workers=0)

@@ -2,7 +2,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from painterid.backbones import create_backbone, describe, list_backbones
+from painterid.embed.factory import create_backbone, describe
+
+from painterid.embed.backbones import list_backbones
 
 
 def test_describe_matches_a_built_model():

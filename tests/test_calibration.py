@@ -8,9 +8,10 @@ import importlib
 import numpy as np
 import pytest
 
-from painterid.errors import PainterIDError
-from painterid.pairs import balanced_pairs
+from painterid.core.errors import PainterIDError
+from painterid.data.pairs import balanced_pairs
 from painterid.scoring import PairModel
+from painterid.scoring.loading import load_model
 from painterid.training import TrainOptions, fit
 
 EMB = {"backbone": "synthetic", "dim": 16}
@@ -88,7 +89,7 @@ def test_crossfit_recalibrates_the_validation_fit_and_records_it(tmp_path):
     assert np.allclose(by_cv.probability(s), 1 / (1 + np.exp(-z)))
     assert r["slope"] > 0 and by_cv.calibrator.to_dict() != by_val.calibrator.to_dict()
     by_cv.save(tmp_path / "m")
-    loaded = PairModel.load(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
     assert loaded.calibrator.to_dict() == pytest.approx(by_cv.calibrator.to_dict())
     assert loaded.threshold == pytest.approx(by_cv.threshold)
 
@@ -117,7 +118,7 @@ def test_crossfit_with_fewer_than_two_usable_folds_falls_back_to_validation_and_
 def test_the_shipped_default_is_recalibrated_out_of_fold_and_train_is_not_by_default():
     import json
 
-    from painterid.defaults import DEFAULT_CALIBRATION, default_model_dir
+    from painterid.core.defaults import DEFAULT_CALIBRATION, default_model_dir
 
     assert TrainOptions().calibration == DEFAULT_CALIBRATION == "validation"
     info = json.loads((default_model_dir() / "config.json").read_text())["info"]["calibration"]

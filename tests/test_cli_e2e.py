@@ -98,7 +98,7 @@ def test_embed_resumes_and_skips_bad_files(tmp_path, synthetic_data):
     out = tmp_path / "store"
     first = run("embed", data, "--out", out, "--backbone", "efficientnet_lite0", "--view", "center", "--pool", "style", "--workers", "0", check=0)
     assert "00001.jpg" in first.stderr and (out / "failures.csv").is_file()
-    from painterid.store import FeatureStore
+    from painterid.store.feature_store import FeatureStore
     n = len(FeatureStore.open(out))
     assert n == 16 * 6 - 1
     shards = sorted(p.name for p in out.glob("shard-*.safetensors"))

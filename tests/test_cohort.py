@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from painterid.scoring.loading import load_model
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -18,7 +20,7 @@ def run(*args):
 
 
 def test_train_with_a_cohort_then_replace_it(small_store, tmp_path):
-    from painterid.pipeline import labelled
+    from painterid.embed.pipeline import labelled
     from painterid.scoring import PairModel
 
     out = tmp_path / "m"
@@ -29,7 +31,7 @@ def test_train_with_a_cohort_then_replace_it(small_store, tmp_path):
     assert [s["name"] for s in cfg["chain"]] == ["power", "center", "l2", "csls"]
     lab = labelled(small_store)
     held = set(cfg["artists"]["val"]) | set(cfg["artists"]["test"])
-    model = PairModel.load(out)
+    model = load_model(out)
     # the cohort is every painting of the store but those of validation and test artists and the held-out
     # paintings of the seen-artist test: here exactly the training paintings
     trained = set(model.train_hashes)
@@ -42,7 +44,7 @@ def test_train_with_a_cohort_then_replace_it(small_store, tmp_path):
     (out / "MODEL_CARD.md").write_text("card kept")
 
     # replace it by the paintings of the first 8 artists only (as a store of its own)
-    from painterid.store import FeatureStore
+    from painterid.store.feature_store import FeatureStore
 
     few = [i for i, a in enumerate(lab.artists) if a in sorted(set(lab.artists))[:8]]
     src = FeatureStore.open(small_store)
@@ -50,7 +52,7 @@ def test_train_with_a_cohort_then_replace_it(small_store, tmp_path):
     sub.append([src.rows[i] for i in few], src.vectors[few])
     proc = run("cohort", "set", out, tmp_path / "sub")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    again = PairModel.load(out)
+    again = load_model(out)
     kept = [i for i in few if lab.artists[i] not in held]
     assert len(again.cohort) == len(kept) and "cohort of" in proc.stderr
     power = np.sign(again.cohort) * np.sqrt(np.abs(again.cohort))
@@ -60,4 +62,4 @@ def test_train_with_a_cohort_then_replace_it(small_store, tmp_path):
 
     bad = run("cohort", "set", out, tmp_path / "nowhere")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
-    assert PairModel.load(out).cohort.shape == again.cohort.shape  # untouched by the failed call
+    assert load_model(out).cohort.shape == again.cohort.shape  # untouched by the failed call

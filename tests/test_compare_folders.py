@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from painterid.compare import expand_images
-from painterid.errors import ImageError
+from painterid.core.errors import ImageError
+from painterid.tasks.compare import expand_images
 
 REPO = Path(__file__).resolve().parent.parent
 

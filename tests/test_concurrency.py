@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from painterid.store import COMPACT_AT, FeatureStore, Row, file_sha256, locked
+from painterid.core.locking import locked
+from painterid.scoring.loading import load_model
+from painterid.store.feature_store import COMPACT_AT, FeatureStore, Row, file_sha256
 
 REPO = Path(__file__).resolve().parent.parent
 LITE0 = "efficientnet_lite0"
@@ -85,7 +87,7 @@ def test_old_layouts_load_in_a_fixed_order_and_duplicates_load_once(tmp_path):
     """Stores written before the lock: plain and rank chunks, and the same row twice (the old race)."""
     root = tmp_path / "s"
     FeatureStore.create_or_open(root, EMB)
-    from painterid.store import _write_chunk
+    from painterid.store.feature_store import _write_chunk
 
     _write_chunk(root / "shard-r1-00000", [Row("c", "hc"), Row("a", "ha")], np.concatenate([vec(3), vec(1)]))
     _write_chunk(root / "shard-00001", [Row("d", "hd")], vec(4))
@@ -179,7 +181,7 @@ def test_store_failing_mid_commit_leaves_no_file_behind(tmp_path, monkeypatch):
 def test_a_second_writer_waits_for_the_lock_says_so_once_and_then_commits(tmp_path, capfd):
     root = tmp_path / "s"
     FeatureStore.create_or_open(root, EMB)
-    code = ("import sys, numpy as np; from painterid.store import FeatureStore, Row; "
+    code = ("import sys, numpy as np; from painterid.store.feature_store import FeatureStore, Row; "
             "s = FeatureStore.open(sys.argv[1]); "
             "\nwith s.writing():\n    s.append([Row('b.jpg', 'hb')], np.ones((1, 4), np.float32))")
     with locked(root, "unused"):
@@ -205,7 +207,7 @@ def test_cache_info_compact_clear(tmp_path, monkeypatch, capsys):
         a.append([Row(f"{i}.jpg", f"h{i}")], vec(i))
     b = FeatureStore.create_or_open(cache / "stores" / "k2", EMB)
     b.append([Row("x.jpg", "hx"), Row("y.jpg", "hy")], np.concatenate([vec(7), vec(8)]))
-    (cache / "patches" / "k3").mkdir(parents=True)  # per-patch vectors of two paintings (painterid.patches)
+    (cache / "patches" / "k3").mkdir(parents=True)  # per-patch vectors of two paintings (painterid.embed.patches)
     for h in ("ha", "hb"):
         np.save(cache / "patches" / "k3" / f"{h}.npy", np.zeros((4, 8), np.float16))
     code, out, _ = cli(monkeypatch, capsys, "cache", "info", "--json")
@@ -236,7 +238,7 @@ def test_cache_info_compact_clear(tmp_path, monkeypatch, capsys):
 # ------------------------------------------------------------------------- real processes (lite0)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("conc") / "data", n_artists=4, per_artist=3, size=64,
                                   seed=5)
@@ -245,8 +247,8 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, data) -> dict:
     """sha256 → vector of one uninterrupted in-process `embed` of `data`."""
-    from painterid.embedding import Embedder, EmbeddingConfig
-    from painterid.pipeline import embed_data
+    from painterid.embed.embedding import Embedder, EmbeddingConfig
+    from painterid.embed.pipeline import embed_data
 
     store, _, failures = embed_data(data, Embedder(EmbeddingConfig(backbone=LITE0, view="center", pool="style"),
                                                    num_workers=0, batch_size=4),
@@ -277,7 +279,7 @@ COMPARE_CHILD = """
 import hashlib, sys, time
 from pathlib import Path
 import numpy as np
-import painterid.compare as compare
+import painterid.tasks.compare as compare
 
 def fake_embed(paths, fingerprint, device=None, base_dir=None, runtime=None):
     time.sleep(0.2)  # every process embeds at about the same time: the window the old cache lost rows in
@@ -364,7 +366,7 @@ def test_a_file_size_limit_mid_embed_is_one_line_exit_2_and_the_store_still_open
 
 
 def test_a_file_size_limit_during_index_build_keeps_the_previous_index(tmp_path, data, reference):
-    from painterid.index import ArtistIndex
+    from painterid.tasks.index import ArtistIndex
 
     idx = tmp_path / "index"
     cmd = [sys.executable, "-m", "painterid", "index", "build", "--data", str(reference["store"]), "--out", str(idx)]
@@ -443,7 +445,7 @@ def test_a_model_replaced_while_read_is_read_again_with_a_notice(tmp_path, monke
         return model
 
     monkeypatch.setattr(PairModel, "_load_once", classmethod(load_while_another_process_saves))
-    assert PairModel.load(out).threshold == 0.75
+    assert load_model(out).threshold == 0.75
     assert calls == [0.25, 0.75]
     assert capsys.readouterr().err.strip() == (f"painterid: {out} is being replaced by another process while read; "
                                                "reading it again")
@@ -469,7 +471,7 @@ def test_concurrent_saves_to_one_model_directory_never_fail_or_mix(tmp_path):
     for t in threads:
         t.join(60)
     assert not errors, errors[:3]
-    model = PairModel.load(out)
+    model = load_model(out)
     assert model.threshold in (0.1, 0.2, 0.3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary or old sibling left
 
@@ -481,7 +483,7 @@ def test_a_complete_read_only_store_is_still_usable_by_embed(tmp_path, data, ref
     store = tmp_path / "store"
     shutil.copytree(reference["store"], store)
     (store / ".lock").unlink(missing_ok=True)
-    code = ("import sys; from painterid.store import FeatureStore; s = FeatureStore.open(sys.argv[1])\n"
+    code = ("import sys; from painterid.store.feature_store import FeatureStore; s = FeatureStore.open(sys.argv[1])\n"
             "with s.writing():\n    print(len(s))")
     run = subprocess.run(["unshare", "-rm", "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && '
                           'shift && exec "$@"', str(store), "--", sys.executable, "-c", code, str(store)],
@@ -494,7 +496,7 @@ def test_checking_a_model_directory_while_another_save_swaps_it_never_refuses(tm
     new one moved in) must read as 'look again', never as 'not a directory' or 'someone else's folder'."""
     import json
 
-    from painterid.io import atomic_dir, check_replaceable
+    from painterid.core.io import atomic_dir, check_replaceable
 
     out = tmp_path / "model"
     out.mkdir()

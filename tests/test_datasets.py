@@ -1,9 +1,9 @@
 import pytest
 
-from painterid.datasets import discover
-from painterid.splits import split_paintings
-from painterid.errors import DataError
-from painterid.synthetic import make_synthetic_dataset
+from painterid.core.errors import DataError
+from painterid.data.datasets import discover
+from painterid.data.splits import split_paintings
+from painterid.data.synthetic import make_synthetic_dataset
 
 
 def test_kaggle_layout(tmp_path):

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from painterid.backbones import get_spec
-from painterid.compare import compare_files
-from painterid.defaults import default_model_dir
+from painterid.core.defaults import default_model_dir
+from painterid.embed.backbones import get_spec
 from painterid.scoring import PairModel
+from painterid.scoring.loading import load_model
+from painterid.tasks.compare import compare_files
 
 from .conftest import real_paintings
 
@@ -18,7 +19,7 @@ EX = REPO / "examples" / "paintings" / "train"
 
 
 def test_default_model_is_offline_and_calibrated():
-    model = PairModel.load(DEFAULT)
+    model = load_model(DEFAULT)
     assert get_spec(model.embedding["backbone"]).source == "package"
     assert model.artists["val"] and model.artists["test"]
     p = model.probability(np.array([model.threshold - 1, model.threshold, model.threshold + 1]))
@@ -30,7 +31,7 @@ def test_compare_with_default_model_on_bundled_paintings():
     assert [r["image_b"].endswith(n) for r, n in zip(res, ("cezanne-1.jpg", "rembrandt-1.jpg"))] == [True, True]
     assert res[0]["same_artist"] is True  # an image against itself
     assert res[0]["probability"] > res[1]["probability"]
-    model = PairModel.load(DEFAULT)
+    model = load_model(DEFAULT)
     for r in json.loads(json.dumps(res)):  # what --json prints: the model's threshold, its calibrated probability
         assert r["threshold"] == model.threshold and r["method"] == model.method
         assert abs(r["probability"] - float(model.probability(np.array([r["score"]]))[0])) < 1e-5
@@ -39,11 +40,11 @@ def test_compare_with_default_model_on_bundled_paintings():
 
 def test_default_model_on_real_paintings_beats_chance():
     """Optional (needs ../shared/paintings): the default model on its own held-out test artists."""
+    from painterid.embed.pipeline import labelled
     from painterid.evaluation.run import evaluate_model
-    from painterid.pipeline import labelled
 
     data = real_paintings()
-    model = PairModel.load(DEFAULT)
+    model = load_model(DEFAULT)
     lab = labelled(data, model.embedding)
     res = evaluate_model(model, lab, split="unseen", n_boot=0)
     assert res["groups"]["unseen"]["n_pairs"] >= 100
@@ -54,7 +55,7 @@ def test_compare_second_run_is_served_from_the_cache(monkeypatch):
     """compare caches vectors by file content: the second run embeds nothing (the backbone is never built) and
     gives the same scores."""
     first = compare_files(EX / "cezanne-1.jpg", [EX / "rembrandt-1.jpg"], model_dir=DEFAULT)
-    import painterid.embedding as embedding
+    import painterid.embed.embedding as embedding
 
     def no_backbone(*args, **kwargs):
         raise AssertionError("the backbone was built although every vector is cached")
@@ -70,11 +71,11 @@ def test_the_archive_model_is_shipped_by_name_and_never_rewritten_in_place(tmp_p
     import subprocess
     import sys
 
-    from painterid.defaults import model_path
+    from painterid.core.defaults import model_path
 
     archive = default_model_dir("archive")
     assert model_path("archive") == archive and model_path(str(tmp_path)) == tmp_path
-    model = PairModel.load(archive)
+    model = load_model(archive)
     assert model.method == "cosine" and model.chain.needs_patches and model.refits_selfsup
     assert model.chain.steps[0].state["proj"].shape == (model.embedding["dim"], 256)
     before = {p.name: p.read_bytes() for p in archive.iterdir()}

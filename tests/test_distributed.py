@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from painterid.distributed import DistEnv, shard_indices
-from painterid.store import FeatureStore, Row
+from painterid.embed.distributed import DistEnv, shard_indices
+from painterid.store.feature_store import FeatureStore, Row
 
 BACKBONE = "efficientnet_lite0"
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("dist") / "data", n_artists=5, per_artist=4, size=96,
                                   seed=3)
@@ -26,7 +26,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def embedder():
-    from painterid.embedding import Embedder, EmbeddingConfig
+    from painterid.embed.embedding import Embedder, EmbeddingConfig
 
     return Embedder(EmbeddingConfig(backbone=BACKBONE, view="center", pool="style"), num_workers=0)
 
@@ -34,7 +34,7 @@ def embedder():
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_data, embedder) -> FeatureStore:
     """The single-process store of the tiny data."""
-    from painterid.pipeline import embed_data
+    from painterid.embed.pipeline import embed_data
 
     store, _, failures = embed_data(tiny_data, embedder, tmp_path_factory.mktemp("ref") / "store")
     assert not failures and len(store) == 20
@@ -106,9 +106,9 @@ def test_two_ranks_equal_one_process(tmp_path, tiny_data, reference):
 def test_resume_across_world_sizes(tmp_path, tiny_data, reference, embedder):
     """One process did 6 files, rank 1 of a killed 3-rank run did 3 more; 2 ranks finish; then 1 process adds
     nothing."""
-    from painterid.datasets import discover
-    from painterid.embedding import embed_dataset
-    from painterid.pipeline import embed_data
+    from painterid.data.datasets import discover
+    from painterid.embed.embedding import embed_dataset
+    from painterid.embed.pipeline import embed_data
 
     ds = discover(tiny_data)
     files = [str(f) for f in ds.files]

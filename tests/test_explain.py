@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from painterid.embedding import Embedder, EmbeddingConfig
-from painterid.explain import explain_pair, view_box
+from painterid.data.synthetic import paint, random_style
+from painterid.embed.embedding import Embedder, EmbeddingConfig
 from painterid.scoring.heads import CosineScorer
 from painterid.scoring.model import PairModel
-from painterid.synthetic import paint, random_style
+from painterid.tasks.explain import explain_pair, view_box
 
 
 class NegatedCosine(CosineScorer):
@@ -47,7 +47,7 @@ def _half_flat(path, artist: int) -> None:
 
 
 def test_view_box_is_the_region_the_center_view_shows():
-    from painterid.images import ViewTransform
+    from painterid.embed.images import ViewTransform
 
     dc = {"input_size": (3, 64, 64), "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "crop_pct": 0.75,
           "interpolation": "bilinear"}

@@ -17,9 +17,10 @@ import torch
 from typer.testing import CliRunner
 
 from painterid.cli import app, main
-from painterid.embedding import EmbeddingConfig
-from painterid.errors import ArtefactError, DataError, PainterIDError
+from painterid.core.errors import ArtefactError, DataError, PainterIDError
+from painterid.embed.embedding import EmbeddingConfig
 from painterid.scoring import PairModel
+from painterid.scoring.loading import load_model
 from painterid.training import TrainOptions, train_from_images
 
 SIZE = 64
@@ -37,7 +38,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("ftdata") / "data", n_artists=8, per_artist=5, size=96,
                                   seed=3)
@@ -92,7 +93,7 @@ def test_finetune_model_directory_holds_its_backbone(finetuned):
     assert emb["weights_file"] == "backbone.safetensors"  # relative: the directory moves with it
     assert emb["weights_id"] == f"file:sha256:{digest}"
     assert emb["backbone"] == "efficientnet_lite0" and emb["input_size"] == [3, SIZE, SIZE]
-    model = PairModel.load(finetuned)
+    model = load_model(finetuned)
     assert model.method == "finetune" and model.root == finetuned
     assert model.info["training"]["unfrozen_modules"] == ["blocks.5", "blocks.6", "conv_head", "bn2"]
 
@@ -100,7 +101,7 @@ def test_finetune_model_directory_holds_its_backbone(finetuned):
 def test_finetune_changes_only_the_last_stage(finetuned):
     from safetensors.torch import load_file
 
-    from painterid.backbones import create_backbone
+    from painterid.embed.factory import create_backbone
 
     pretrained = create_backbone("efficientnet_lite0")[0].state_dict()
     tuned = load_file(str(finetuned / "backbone.safetensors"))
@@ -115,7 +116,7 @@ def test_finetune_changes_only_the_last_stage(finetuned):
 
 def test_cnn_trains_from_random_init(cnn):
     path, history = cnn
-    model = PairModel.load(path)
+    model = load_model(path)
     assert model.method == "cnn" and model.embedding["backbone"] == "cnn_baseline"
     assert model.embedding["weights_id"].startswith("file:sha256:")  # its own trained file, never a package
     assert (path / "backbone.safetensors").is_file() and (path / "model.safetensors").is_file()
@@ -135,11 +136,11 @@ def test_cnn_training_is_reproducible(cnn, data, tmp_path):
 
 @pytest.mark.parametrize("which", ["finetune", "cnn"])
 def test_compare_and_evaluate_load_the_moved_model(which, finetuned, cnn, data):
-    from painterid.compare import embed_paths
-    from painterid.embedding import Embedder
+    from painterid.embed.embedding import Embedder
+    from painterid.tasks.compare import embed_paths
 
     path = finetuned if which == "finetune" else cnn[0]
-    model = PairModel.load(path)
+    model = load_model(path)
     by = _by_artist(data)
     a, b = model.artists["test"][:2]
     runner = CliRunner()
@@ -176,7 +177,7 @@ def test_a_pickled_backbone_is_refused(cnn, tmp_path, monkeypatch, capsys, data)
     marker = tmp_path / "pwned"
     torch.save({"conv1.0.weight": _Evil(marker)}, model_dir / "backbone.safetensors")
     with pytest.raises(ArtefactError, match="safetensors"):
-        PairModel.load(model_dir)
+        load_model(model_dir)
     image = next(iter(_by_artist(data).values()))[0]
     monkeypatch.setattr(sys, "argv", ["painterid", "compare", str(image), str(image), "--model", str(model_dir)])
     with pytest.raises(SystemExit) as exit_:
@@ -187,7 +188,7 @@ def test_a_pickled_backbone_is_refused(cnn, tmp_path, monkeypatch, capsys, data)
     assert not marker.exists()
     (model_dir / "backbone.safetensors").unlink()
     with pytest.raises(ArtefactError, match="missing"):
-        PairModel.load(model_dir)
+        load_model(model_dir)
 
 
 def test_train_from_images_refuses_stores_and_bad_options(tmp_path, data, monkeypatch, capsys):
@@ -210,11 +211,11 @@ def test_train_from_images_refuses_stores_and_bad_options(tmp_path, data, monkey
 def test_explain_on_a_moved_finetune_model_uses_its_own_backbone(finetuned, data, tmp_path):
     """explain rebuilds the embedder like compare (embedding.embedder_for): the model's backbone.safetensors,
     resolved against the moved model directory; its pair score is compare's."""
-    from painterid.compare import compare_files
-    from painterid.explain import explain_pair
+    from painterid.tasks.compare import compare_files
+    from painterid.tasks.explain import explain_pair
 
     by = _by_artist(data)
-    model = PairModel.load(finetuned)
+    model = load_model(finetuned)
     a = model.artists["test"][0]
     r = explain_pair(by[a][0], by[a][1], finetuned, out=tmp_path / "heat.png", device="cpu")
     assert (tmp_path / "heat.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

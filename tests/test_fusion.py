@@ -14,6 +14,7 @@ import pytest
 from painterid import cli
 from painterid.evaluation.metrics import roc_auc
 from painterid.scoring.fusion import FusedModel, choose_weights, fused_scores, weight_grid
+from painterid.scoring.loading import load_model
 
 MEMBERS = ("efficientnet_lite0", "mobilenetv2")
 
@@ -37,7 +38,7 @@ def _main(argv) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def fused(tmp_path_factory):
     """(data folder, fused model directory) trained through the CLI, its cache in a temporary folder."""
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("fusion")
     with pytest.MonkeyPatch.context() as mp:
@@ -89,7 +90,7 @@ def test_fused_directory_layout(fused):
         assert m["std"] > 0 and 0 <= m["validation_auc"] <= 1
         assert m["embedding_seconds_per_image"] > 0  # measured while training
         assert m["embedding"]["backbone"] == m["name"]
-        member = PairModel.load(out / m["name"])  # an ordinary model directory, on its own
+        member = load_model(out / m["name"])  # an ordinary model directory, on its own
         assert type(member) is PairModel and member.normaliser == "csls:3"
         assert (out / m["name"] / "model.safetensors").is_file() and (out / m["name"] / "cohort.safetensors").is_file()
     v = cfg["info"]["validation"]
@@ -101,11 +102,11 @@ def test_fused_directory_layout(fused):
 
 
 def test_load_round_trip_and_scores_are_the_weighted_standardised_member_scores(env):
-    from painterid.pipeline import labelled, model_labelled
+    from painterid.embed.pipeline import labelled, model_labelled
     from painterid.scoring import PairModel
 
     data, out, _ = env
-    fm = PairModel.load(out)
+    fm = load_model(out)
     assert isinstance(fm, FusedModel) and fm.names == list(MEMBERS)
     assert FusedModel.load(out).config() == fm.config()
     lab = model_labelled(data, fm)
@@ -115,7 +116,7 @@ def test_load_round_trip_and_scores_are_the_weighted_standardised_member_scores(
     cfg = json.loads((out / "config.json").read_text())
     by_hand = np.zeros(40)
     for m in cfg["members"]:  # each member loaded on its own, with its own embedding of the paintings
-        member = PairModel.load(out / m["name"])
+        member = load_model(out / m["name"])
         mlab = labelled(data, member.embedding)
         row = {p: k for k, p in enumerate(mlab.paths)}
         a = mlab.vectors[[row[lab.paths[k]] for k in i]]
@@ -127,11 +128,11 @@ def test_load_round_trip_and_scores_are_the_weighted_standardised_member_scores(
 
 
 def test_compare_exit_codes_on_same_and_different_paintings(env):
-    from painterid.pipeline import model_labelled
+    from painterid.embed.pipeline import model_labelled
     from painterid.scoring import PairModel
 
     data, out, _ = env
-    fm = PairModel.load(out)
+    fm = load_model(out)
     lab = model_labelled(data, fm)
     test = [k for k, a in enumerate(lab.artists) if a in set(fm.artists["test"])]
     pairs = np.array([(p, q) for p in test for q in test if lab.artists[p] != lab.artists[q]])

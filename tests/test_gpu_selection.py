@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from painterid import index as index_mod
 from painterid.scoring import indexed
+from painterid.tasks import index as index_mod
 
 
 @pytest.fixture

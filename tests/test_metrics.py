@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from painterid.errors import DataError
+from painterid.core.errors import DataError
 from painterid.evaluation.metrics import (
     best_threshold,
     bootstrap_ci,

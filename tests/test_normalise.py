@@ -7,9 +7,10 @@ import sys
 import numpy as np
 import pytest
 
+from painterid.data.pairs import balanced_pairs
 from painterid.evaluation.metrics import roc_auc
-from painterid.pairs import balanced_pairs
 from painterid.scoring import PairModel, build_head
+from painterid.scoring.loading import load_model
 from painterid.scoring.normalise import NORMALISERS, Chain, parse_spec
 
 EMB = {"backbone": "test", "dim": 16}
@@ -117,7 +118,7 @@ def test_old_models_load_with_the_same_scores(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     (tmp_path / "m" / "cohort.safetensors").unlink()
     save_file({"cohort": cohort}, str(tmp_path / "m" / "model.safetensors"))
-    old = PairModel.load(tmp_path / "m")
+    old = load_model(tmp_path / "m")
     assert old.normaliser == "csls:4"
     # the CSLS formula of the legacy code: 2 s - r(a) - r(b), r = mean of the 4 best cosines to the cohort
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -132,7 +133,7 @@ def test_saved_chain_and_cohort_reload_and_cohort_replacement_keeps_supervised_s
     model = _cosine("lda:6,center,l2,csls:5", x[:50], x[:80], artists[:80])
     model.save(tmp_path / "m")
     assert (tmp_path / "m" / "cohort.safetensors").is_file() and (tmp_path / "m" / "normalise.safetensors").is_file()
-    back = PairModel.load(tmp_path / "m")
+    back = load_model(tmp_path / "m")
     np.testing.assert_allclose(back.scores(x[80:90], x[90:100]), model.scores(x[80:90], x[90:100]), atol=1e-6)
     lda_before = back.chain.steps[0].state["proj"].copy()
     mean_before = back.chain.steps[1].state["mean"].copy()
@@ -171,7 +172,7 @@ def test_a_loaded_siamese_model_scores_with_numpy_as_its_torch_head(tmp_path):
                       cohort=x[:40])
     want = model.scores(x[50:60], x[60:70])
     model.save(tmp_path / "m")
-    back = PairModel.load(tmp_path / "m")
+    back = load_model(tmp_path / "m")
     assert back._numpy and back._head is None  # no torch module built to score
     np.testing.assert_allclose(back.scores(x[50:60], x[60:70]), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(back.score_pairs(x, np.array([[50, 60], [51, 61]])), want[:2], rtol=1e-5, atol=1e-5)

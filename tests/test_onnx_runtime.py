@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from painterid.errors import PainterIDError
 from PIL import Image
 
-from painterid.arrayviews import ArrayViews
-from painterid.defaults import default_model_dir
-from painterid.runtime import VECTOR_TOLERANCE, OnnxUnavailable, default_request, export_request, make_embedder
+from painterid.core.defaults import default_model_dir
+from painterid.core.errors import PainterIDError
+from painterid.embed.arrayviews import ArrayViews
+from painterid.embed.runtime import VECTOR_TOLERANCE, OnnxUnavailable, default_request, export_request, make_embedder
+from painterid.scoring.loading import load_model
 
 from .conftest import real_paintings
 
@@ -44,7 +44,7 @@ def both(tmp_path_factory):
 @pytest.mark.parametrize("size", [(512, 384), (100, 300), (1500, 900), (240, 240), (241, 2000)])
 @pytest.mark.parametrize("view", ["resize", "center", "corners", "patches"])
 def test_array_views_equal_torch_views(view, size):
-    from painterid.images import ViewTransform
+    from painterid.embed.images import ViewTransform
 
     cfg = {"input_size": (3, 240, 240), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
            "interpolation": "bicubic", "crop_pct": 0.882}
@@ -61,7 +61,7 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def test_onnx_vectors_agree_with_torch_on_generated_paintings(both, tmp_path):
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
 
     onnx, torch_ = both
     assert onnx.fingerprint == {**torch_.fingerprint}  # same keys and values: stores and caches mix
@@ -116,14 +116,14 @@ def _env(tmp_path, cache: Path) -> dict:
 
 def test_compare_on_onnx_imports_no_torch(both, tmp_path, monkeypatch):
     """A cold compare (nothing in the embedding cache) with the default model: numpy, Pillow and onnxruntime."""
-    from painterid.compare import compare_files
-    from painterid.locations import cache_dir
+    from painterid.core.locations import cache_dir
+    from painterid.tasks.compare import compare_files
 
     # a fresh embedding cache, the session's ONNX export: link it in
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "onnx").symlink_to(cache_dir() / "onnx", target_is_directory=True)
-    code = (f"from painterid.compare import compare_files\n"
+    code = (f"from painterid.tasks.compare import compare_files\n"
             f"r = compare_files({str(EX / 'cezanne-1.jpg')!r}, [{str(EX / 'rembrandt-1.jpg')!r}], "
             f"model_dir={str(DEFAULT_MODEL)!r}, device='cpu')\n"
             f"print('SCORE=%r' % r[0]['score'])")
@@ -136,7 +136,7 @@ def test_compare_on_onnx_imports_no_torch(both, tmp_path, monkeypatch):
     monkeypatch.delenv("PAINTERID_NO_CACHE")
     assert abs(score - want) < 1e-3
     # the cache it filled records the runtime, and a warm compare (vectors from the cache) imports no torch either
-    from painterid.store import FeatureStore
+    from painterid.store.feature_store import FeatureStore
 
     stores = [p for p in (cache / "embeddings").iterdir() if (p / "config.json").is_file()]
     assert len(stores) == 1
@@ -149,7 +149,7 @@ def test_cli_compare_start_up_imports_neither_torch_nor_pydantic(both, tmp_path)
     """`painterid compare` through the CLI: typer 0.29 imports pydantic and builds an adapter for every option
     (about 0.2 s a call on this machine), which is why pyproject pins typer below 0.29; this catches that and any
     import of torch creeping into the CLI's start-up."""
-    from painterid.locations import cache_dir
+    from painterid.core.locations import cache_dir
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -171,8 +171,8 @@ def onnx_name() -> str:
 
 
 def test_identify_on_onnx_imports_no_torch(both, tmp_path):
-    from painterid.index import ArtistIndex
-    from painterid.locations import cache_dir
+    from painterid.core.locations import cache_dir
+    from painterid.tasks.index import ArtistIndex
 
     onnx, _ = both
     vecs, _ = onnx.embed_files(sorted(EX.glob("*.jpg"))[:6])
@@ -181,7 +181,7 @@ def test_identify_on_onnx_imports_no_torch(both, tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "onnx").symlink_to(cache_dir() / "onnx", target_is_directory=True)
-    code = (f"from painterid.identify import identify\n"
+    code = (f"from painterid.tasks.identify import identify\n"
             f"r = identify([{str(sorted(EX.glob('*.jpg'))[0])!r}], {str(tmp_path / 'ix')!r}, k=1, device='cpu')\n"
             f"print('TOP=' + r[0]['candidates'][0]['artist'])")
     heavy, out = _run_and_list_heavy(code, _env(tmp_path, cache))
@@ -195,7 +195,7 @@ def test_default_model_scores_without_torch_equal_its_torch_head():
 
     from painterid.scoring import PairModel
 
-    model = PairModel.load(DEFAULT_MODEL)
+    model = load_model(DEFAULT_MODEL)
     assert model._head is None  # nothing built: no torch needed to load it
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 50, model.embedding["dim"])).astype(np.float32)
@@ -221,8 +221,8 @@ def test_runtime_choice_errors(monkeypatch, capsys):
 
 def test_failed_export_falls_back_to_torch_once(monkeypatch, tmp_path):
     """A backbone that does not export: auto embeds with torch (and does not retry), --runtime onnx says why."""
-    from painterid import onnx_export
-    from painterid.embedding import Embedder
+    from painterid.embed import onnx_export
+    from painterid.embed.embedding import Embedder
 
     monkeypatch.setenv("PAINTERID_CACHE", str(tmp_path / "cache"))
     calls = []
@@ -241,9 +241,9 @@ def test_failed_export_falls_back_to_torch_once(monkeypatch, tmp_path):
 
 
 def test_embed_on_onnx_imports_no_torch_and_fills_a_store_torch_reads(both, tmp_path):
-    from painterid.locations import cache_dir
-    from painterid.store import FeatureStore
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.core.locations import cache_dir
+    from painterid.data.synthetic import make_synthetic_dataset
+    from painterid.store.feature_store import FeatureStore
 
     onnx, torch_ = both
     data = make_synthetic_dataset(tmp_path / "syn", n_artists=2, per_artist=1, size=260, seed=5)
@@ -264,7 +264,7 @@ def test_embed_on_onnx_imports_no_torch_and_fills_a_store_torch_reads(both, tmp_
 
 def test_one_export_serves_both_spellings_of_the_input_size(both, tmp_path_factory, monkeypatch):
     """`embed` asks with no input size, a model's fingerprint with 240: the same export answers both."""
-    from painterid.runtime import ensure_export
+    from painterid.embed.runtime import ensure_export
 
     monkeypatch.setenv("PAINTERID_CACHE", str(tmp_path_factory.getbasetemp() / "painterid-cache"))
     onnx, _ = both

@@ -66,7 +66,7 @@ def test_sdist_holds_the_default_model(tmp_path):
 
 def test_default_model_dir_is_package_data():
     from painterid.cli import DEFAULT_MODEL
-    from painterid.defaults import default_model_dir
+    from painterid.core.defaults import default_model_dir
 
     d = default_model_dir()
     assert d == DEFAULT_MODEL and d.parent == REPO / "painterid"

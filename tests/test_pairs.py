@@ -4,8 +4,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from painterid.errors import DataError
-from painterid.pairs import (
+from painterid.core.errors import DataError
+from painterid.data.pairs import (
     _triu_from_linear,
     balanced_pairs,
     balanced_test_sets,
@@ -13,7 +13,7 @@ from painterid.pairs import (
     read_pairs_csv,
     split_pairs,
 )
-from painterid.splits import split_artists
+from painterid.data.splits import split_artists
 
 ARTISTS = ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"] * 1 + ["e"] * 2
 

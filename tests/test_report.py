@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from painterid.cli import app
+from painterid.scoring.loading import load_model
 
 runner = CliRunner()
 
@@ -17,7 +18,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, small_store):
     """A cosine and a siamese model (5 epochs) trained on the small store."""
-    from painterid.pipeline import labelled
+    from painterid.embed.pipeline import labelled
     from painterid.training import TrainOptions, train_model
 
     root = tmp_path_factory.mktemp("models")
@@ -32,9 +33,9 @@ def models(tmp_path_factory, small_store):
 
 
 def test_report_is_self_contained_and_shows_the_hardest_mistakes(models, small_store, tmp_path):
+    from painterid.embed.pipeline import labelled
     from painterid.evaluation.metrics import map_at_r
     from painterid.evaluation.run import evaluate_model
-    from painterid.pipeline import labelled
     from painterid.scoring import PairModel
 
     report = tmp_path / "report"
@@ -54,7 +55,7 @@ def test_report_is_self_contained_and_shows_the_hardest_mistakes(models, small_s
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
     # the hardest different-artist pair, found independently, is shown with both images
-    pm = PairModel.load(models["siamese"])
+    pm = load_model(models["siamese"])
     lab = labelled(small_store)
     _, scored = evaluate_model(pm, lab, n_boot=0, return_scores=True)
     pairs = np.concatenate([p for p, _ in scored.values()])
@@ -74,11 +75,11 @@ def test_report_is_self_contained_and_shows_the_hardest_mistakes(models, small_s
 
 
 def test_map_at_r_uses_the_models_space(models, small_store):
+    from painterid.embed.pipeline import labelled
     from painterid.evaluation.run import retrieval_map_at_r
-    from painterid.pipeline import labelled
     from painterid.scoring import PairModel
 
-    pm = PairModel.load(models["cosine"])
+    pm = load_model(models["cosine"])
     lab = labelled(small_store)
     idx = np.arange(len(lab.artists))
     # a model whose space makes every painting of an artist identical reaches MAP@R = 1
@@ -88,16 +89,16 @@ def test_map_at_r_uses_the_models_space(models, small_store):
 
 
 def test_table1_prints_ours_beside_the_reports(models, small_store):
+    from painterid.embed.pipeline import labelled
     from painterid.evaluation.run import evaluate_model
     from painterid.evaluation.table1 import table1
-    from painterid.pipeline import labelled
     from painterid.scoring import PairModel
 
     res = table1(small_store, [models["cosine"], models["siamese"]])
     assert [r["method"] for r in res["rows"]] == ["cosine", "siamese"]
     lab = labelled(small_store)
     for row, path in zip(res["rows"], (models["cosine"], models["siamese"])):
-        direct = evaluate_model(PairModel.load(path), lab, n_boot=0)["groups"]
+        direct = evaluate_model(load_model(path), lab, n_boot=0)["groups"]
         for g in ("seen", "unseen", "mixed"):
             assert row["accuracy"][g] == pytest.approx(direct[g]["accuracy"])
             assert row["auc"][g] == pytest.approx(direct[g]["auc"])

@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from painterid.errors import ArtefactError, DataError
+from painterid.core.errors import ArtefactError, DataError
+from painterid.scoring.loading import load_model
 
 REPO = Path(__file__).resolve().parent.parent
 LITE0 = "efficientnet_lite0"
@@ -59,7 +60,7 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
 
 
 def fake_store(root: Path, artists: list[str], embedding: dict = FAKE, seed: int = 0) -> Path:
-    from painterid.store import FeatureStore, Row
+    from painterid.store.feature_store import FeatureStore, Row
 
     store = FeatureStore.create_or_open(root, embedding)
     rng = np.random.default_rng(seed)
@@ -70,16 +71,14 @@ def fake_store(root: Path, artists: list[str], embedding: dict = FAKE, seed: int
 
 
 def cosine_model(out: Path, embedding: dict = FAKE) -> Path:
-    from painterid.scoring import PairModel
-    from painterid.scoring import build_head
+    from painterid.scoring import PairModel, build_head
 
     PairModel("cosine", embedding, build_head("cosine", embedding["dim"], {})).save(out)
     return out
 
 
 def siamese_model(out: Path, seed: int, threshold: float = 0.5):
-    from painterid.scoring import PairModel
-    from painterid.scoring import build_head
+    from painterid.scoring import PairModel, build_head
 
     torch.manual_seed(seed)
     model = PairModel("siamese", FAKE, build_head("siamese", 16, {"hidden": 8}), {"hidden": 8}, threshold=threshold)
@@ -111,17 +110,17 @@ def evil_pickle(marker: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def lite0_fingerprint() -> dict:
-    from painterid.embedding import Embedder, EmbeddingConfig
+    from painterid.embed.embedding import Embedder, EmbeddingConfig
 
     return Embedder(EmbeddingConfig(backbone=LITE0, view="center", pool="style"), num_workers=0).fingerprint
 
 
 # ----------------------------------------------------------------------------------------- 1. interrupted
 def test_killed_embed_resumes_without_recomputing_and_equals_an_uninterrupted_run(tmp_path):
-    from painterid.embedding import Embedder, EmbeddingConfig
-    from painterid.pipeline import embed_data
-    from painterid.store import FeatureStore
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
+    from painterid.embed.embedding import Embedder, EmbeddingConfig
+    from painterid.embed.pipeline import embed_data
+    from painterid.store.feature_store import FeatureStore
 
     data = make_synthetic_dataset(tmp_path / "data", n_artists=8, per_artist=4, size=96, seed=11)
     n = 32
@@ -169,7 +168,7 @@ def test_killed_embed_resumes_without_recomputing_and_equals_an_uninterrupted_ru
 def test_store_crash_mid_commit_keeps_committed_rows_and_recovers(tmp_path, monkeypatch):
     import safetensors.numpy
 
-    from painterid.store import FeatureStore, Row
+    from painterid.store.feature_store import FeatureStore, Row
 
     store = FeatureStore.create_or_open(tmp_path / "s", FAKE)
     store.append([Row("a.jpg", "h1", "A")], np.ones((1, 16), np.float32))
@@ -192,8 +191,7 @@ def test_store_crash_mid_commit_keeps_committed_rows_and_recovers(tmp_path, monk
 def test_model_crash_mid_save_keeps_the_previous_model(tmp_path, monkeypatch):
     import safetensors.numpy
 
-    from painterid.scoring import PairModel
-    from painterid.scoring import build_head
+    from painterid.scoring import PairModel, build_head
 
     out = tmp_path / "model"
     old = siamese_model(out, seed=0, threshold=0.25)
@@ -211,7 +209,7 @@ def test_model_crash_mid_save_keeps_the_previous_model(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary or half-written sibling
-    back = PairModel.load(out)
+    back = load_model(out)
     assert back.threshold == 0.25
     v = np.random.default_rng(1).normal(size=(6, 16)).astype(np.float32)
     np.testing.assert_allclose(back.scores(v[:3], v[3:]), old.scores(v[:3], v[3:]), rtol=1e-5, atol=1e-7)  # loaded: numpy scoring; in memory: torch
@@ -220,7 +218,7 @@ def test_model_crash_mid_save_keeps_the_previous_model(tmp_path, monkeypatch):
     blob = (out / "model.safetensors").read_bytes()
     (out / "model.safetensors").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(ArtefactError, match="model.safetensors"):
-        PairModel.load(out)
+        load_model(out)
 
 
 def test_model_save_never_replaces_a_foreign_directory(tmp_path):
@@ -286,7 +284,7 @@ def messy_data(tmp_path_factory) -> Path:
 
 
 def test_embed_skips_and_lists_bad_images_and_embeds_the_odd_good_ones(messy_data, tmp_path, monkeypatch, capsys):
-    from painterid.store import FeatureStore
+    from painterid.store.feature_store import FeatureStore
 
     out = tmp_path / "store"
     with pytest.warns(UserWarning, match="2 listed file") as rec:  # the directory x.jpg and the missing file
@@ -358,7 +356,7 @@ def _kaggle(root: Path, csv_text: str, files=("a.jpg", "b.jpg", "c.jpg")) -> Pat
 
 
 def test_csv_problems_are_errors_or_warnings_that_say_what(tmp_path):
-    from painterid.datasets import discover
+    from painterid.data.datasets import discover
 
     with pytest.raises(DataError, match="missing column.*artist"):
         discover(_kaggle(tmp_path / "nocol", "filename,title\na.jpg,x\n"))
@@ -412,10 +410,9 @@ def test_training_artists_without_pairs_are_refused():
 
 
 def test_evaluate_warns_about_a_split_with_one_class_of_pairs():
+    from painterid.embed.pipeline import Labelled
     from painterid.evaluation.run import evaluate_model
-    from painterid.pipeline import Labelled
-    from painterid.scoring import PairModel
-    from painterid.scoring import build_head
+    from painterid.scoring import PairModel, build_head
 
     # seen artists A, B have pairs; the unseen ones are single paintings: unseen pairs are all negatives
     artists = ["A", "A", "A", "B", "B", "B", "u1", "u2", "u3"]
@@ -448,7 +445,7 @@ def fuzz_root(tmp_path_factory) -> Path:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(content=_CSV_BYTES, name=st.sampled_from(["train_info.csv", "all_data_info.csv"]))
 def test_fuzz_dataset_csv_reader(fuzz_root, content, name):
-    from painterid.datasets import discover
+    from painterid.data.datasets import discover
 
     for f in ("train_info.csv", "all_data_info.csv"):
         (fuzz_root / f).unlink(missing_ok=True)
@@ -468,7 +465,7 @@ def test_fuzz_dataset_csv_reader(fuzz_root, content, name):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(content=_CSV_BYTES)
 def test_fuzz_pairs_csv_reader(fuzz_root, content):
-    from painterid.pairs import read_pairs_csv
+    from painterid.data.pairs import read_pairs_csv
 
     path = fuzz_root / "pairs.csv"
     path.write_bytes(content)
@@ -493,7 +490,7 @@ def test_evaluate_refuses_a_store_made_with_another_backbone(tmp_path, monkeypat
 
 def test_identify_refuses_an_index_whose_embedding_this_machine_cannot_reproduce(messy_data, lite0_fingerprint,
                                                                                  tmp_path, monkeypatch, capsys):
-    from painterid.index import ArtistIndex
+    from painterid.tasks.index import ArtistIndex
 
     other = dict(lite0_fingerprint, weights_id="file:someone-elses-finetune")
     v = np.random.default_rng(0).normal(size=(6, lite0_fingerprint["dim"])).astype(np.float32)
@@ -503,9 +500,9 @@ def test_identify_refuses_an_index_whose_embedding_this_machine_cannot_reproduce
 
 
 def test_newer_format_versions_are_refused_with_upgrade_advice(tmp_path, monkeypatch, capsys):
-    from painterid.index import ArtistIndex
     from painterid.scoring import PairModel
-    from painterid.store import FeatureStore
+    from painterid.store.feature_store import FeatureStore
+    from painterid.tasks.index import ArtistIndex
 
     store = fake_store(tmp_path / "s", ["A", "A", "B", "B"])
     model = cosine_model(tmp_path / "m")
@@ -539,7 +536,7 @@ def test_a_pickle_posing_as_model_weights_is_refused_without_running(tmp_path, m
 
 
 def test_a_pickle_posing_as_a_faiss_index_is_refused_without_running(tmp_path, monkeypatch, capsys):
-    from painterid.index import ArtistIndex
+    from painterid.tasks.index import ArtistIndex
 
     marker = tmp_path / "pwned-index"
     v = np.random.default_rng(0).normal(size=(4, 16)).astype(np.float32)

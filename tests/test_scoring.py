@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from painterid.errors import ArtefactError
+from painterid.core.errors import ArtefactError
 from painterid.scoring import Calibrator, PairModel, build_head
+from painterid.scoring.loading import load_model
 
 EMB = {"backbone": "x", "weights_id": "w", "view": "center", "pool": "gap", "dim": 8}
 
@@ -50,7 +51,7 @@ def test_save_load_round_trip(tmp_path):
                       calibrator=Calibrator(3.0, -1.0), threshold=0.25,
                       artists={"train": ["A"], "val": ["B"], "test": ["C"]}, train_hashes=["h1", "h2"])
     model.save(tmp_path / "m")
-    back = PairModel.load(tmp_path / "m")
+    back = load_model(tmp_path / "m")
     v = _vectors()
     np.testing.assert_allclose(back.scores(v[:10], v[10:20]), model.scores(v[:10], v[10:20]), rtol=1e-6)
     assert back.threshold == 0.25 and back.train_hashes == ["h1", "h2"] and back.train_artists == {"A"}
@@ -72,7 +73,7 @@ def test_pickle_model_is_refused_without_running(tmp_path):
     if os.path.exists("/tmp/painterid-pwned"):
         os.remove("/tmp/painterid-pwned")
     with pytest.raises(ArtefactError, match="safetensors"):
-        PairModel.load(tmp_path / "m")
+        load_model(tmp_path / "m")
     assert not os.path.exists("/tmp/painterid-pwned")
 
 

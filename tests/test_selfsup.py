@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from painterid.scoring.loading import load_model
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -43,7 +45,7 @@ def same_painting_auc(vectors: np.ndarray) -> float:
 def test_the_projection_learns_what_stays_the_same_within_a_painting_and_leaves_torch_seeded_as_it_was():
     import torch
 
-    from painterid.training.selfsup import SelfSupSettings, train_projection
+    from painterid.scoring.selfsup import SelfSupSettings, train_projection
 
     train, held = nuisance_patches(seed=0), nuisance_patches(seed=1)  # held: other paintings, never trained on
     torch.manual_seed(123)
@@ -62,7 +64,7 @@ def test_the_projection_learns_what_stays_the_same_within_a_painting_and_leaves_
 
 def test_the_checkpoint_is_chosen_on_validation_pairs_and_recorded_in_the_step():
     from painterid.scoring.normalise import Chain
-    from painterid.training.selfsup import project
+    from painterid.scoring.selfsup import project
 
     patches = nuisance_patches(m=30, seed=2)
     val = nuisance_patches(m=12, p=2, seed=3)
@@ -93,9 +95,9 @@ def test_selfsup_is_first_in_a_chain_and_says_what_it_needs():
 @pytest.fixture(scope="module")
 def patch_store(tmp_path_factory):
     """Generated paintings embedded with the `patches` view at a small size (what selfsup is trained on)."""
-    from painterid.embedding import Embedder, EmbeddingConfig
-    from painterid.pipeline import embed_data
-    from painterid.synthetic import make_synthetic_dataset
+    from painterid.data.synthetic import make_synthetic_dataset
+    from painterid.embed.embedding import Embedder, EmbeddingConfig
+    from painterid.embed.pipeline import embed_data
 
     data = make_synthetic_dataset(tmp_path_factory.mktemp("selfsup") / "data", n_artists=10, per_artist=4,
                                   size=128, seed=3)
@@ -108,8 +110,8 @@ def patch_store(tmp_path_factory):
 
 
 def test_patch_vectors_average_to_the_stored_vectors_and_are_cached_per_painting(patch_store, monkeypatch):
-    from painterid.patches import EXTRA_PATCHES, PatchSource
-    from painterid.pipeline import labelled
+    from painterid.embed.patches import EXTRA_PATCHES, PatchSource
+    from painterid.embed.pipeline import labelled
 
     lab = labelled(patch_store)
     source = PatchSource.of(lab)
@@ -126,9 +128,9 @@ def test_patch_vectors_average_to_the_stored_vectors_and_are_cached_per_painting
 
 
 def test_train_with_selfsup_then_replace_the_cohort(patch_store, tmp_path):
-    from painterid.pipeline import labelled
+    from painterid.embed.pipeline import labelled
     from painterid.scoring import PairModel
-    from painterid.store import FeatureStore
+    from painterid.store.feature_store import FeatureStore
 
     cosine, kept = tmp_path / "cosine", tmp_path / "wccn"
     for out, chain in ((cosine, "selfsup:16,l2,csls:3"), (kept, "selfsup:16,wccn,l2,csls:3")):
@@ -138,7 +140,7 @@ def test_train_with_selfsup_then_replace_the_cohort(patch_store, tmp_path):
     cfg = json.loads((cosine / "config.json").read_text())
     step = cfg["chain"][0]
     assert step["name"] == "selfsup" and step["params"]["dim"] == 16 and 50 <= step["params"]["steps"] <= 300
-    model = PairModel.load(cosine)
+    model = load_model(cosine)
     assert model.chain.steps[0].state["proj"].shape == (model.embedding["dim"], 16)
     lab = labelled(patch_store)
     a, b = lab.vectors[:3], lab.vectors[3:6]
@@ -151,12 +153,12 @@ def test_train_with_selfsup_then_replace_the_cohort(patch_store, tmp_path):
     sub = FeatureStore.create_or_open(tmp_path / "sub", src.embedding)
     sub.append([src.rows[i] for i in few], src.vectors[few])
     for out, refitted in ((cosine, True), (kept, False)):
-        before = PairModel.load(out).chain.steps[0].state["proj"]
+        before = load_model(out).chain.steps[0].state["proj"]
         config = (out / "config.json").read_bytes()
         proc = run("cohort", "set", out, tmp_path / "sub", "--out", tmp_path / f"{out.name}-archive")
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert (out / "config.json").read_bytes() == config  # --out: the original is left as it was
-        after = PairModel.load(tmp_path / f"{out.name}-archive")
+        after = load_model(tmp_path / f"{out.name}-archive")
         assert after.cohort_info["selfsup"] == ("refitted on this cohort" if refitted else "kept as trained")
         assert np.array_equal(after.chain.steps[0].state["proj"], before) is not refitted
 

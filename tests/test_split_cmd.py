@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from painterid.cli import app
-from painterid.errors import ArtefactError, DataError
-from painterid.splits import read_split, split_indices
+from painterid.core.errors import ArtefactError, DataError
+from painterid.data.splits import read_split, split_indices
 
 runner = CliRunner()
 
@@ -52,8 +52,8 @@ def test_split_file_is_seeded_artist_disjoint_and_covers_every_painting(syntheti
 
 
 def test_train_with_split_uses_exactly_the_split(synthetic_data, small_store, tmp_path):
-    from painterid.splits import split_paintings
-    from painterid.store import FeatureStore
+    from painterid.data.splits import split_paintings
+    from painterid.store.feature_store import FeatureStore
 
     split = _split(synthetic_data, tmp_path / "s.json", "--val", 0.25, "--test", 0.25, "--seed", 3)
     rows = FeatureStore.open(small_store).rows

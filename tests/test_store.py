@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from painterid.errors import ArtefactError
-from painterid.store import FeatureStore, Row
+from painterid.core.errors import ArtefactError
+from painterid.store.feature_store import FeatureStore, Row
 
 EMB = {"backbone": "x", "weights_id": "w", "view": "center", "pool": "gap", "n_patches": None,
        "input_size": [3, 8, 8], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic",

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from painterid.synthetic import (
+from painterid.data.synthetic import (
     COMPOSITIONS,
     STROKE_KINDS,
     ArtistStyle,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from painterid.embed.pipeline import Labelled
 from painterid.evaluation.run import evaluate_model
-from painterid.pipeline import Labelled
 from painterid.scoring import PairModel
+from painterid.scoring.loading import load_model
 from painterid.training import TrainOptions, train_model
 
 EMB = {"backbone": "synthetic", "dim": 24}
@@ -36,7 +37,7 @@ def test_head_trains_to_the_end_and_keeps_its_best_epoch(method, loss, tmp_path)
     best = max(h["val_auc"] for h in history)
     assert model.info["validation"]["auc_by_normaliser"]["none"] == pytest.approx(best, abs=1e-6)
     assert model.info["validation"]["auc"] > 0.8  # unseen artists' clusters are told apart
-    loaded = PairModel.load(tmp_path / method)
+    loaded = load_model(tmp_path / method)
     assert loaded.method == method and loaded.threshold == pytest.approx(model.threshold)
     a, b = lab.vectors[:4], lab.vectors[4:8]
     assert np.allclose(loaded.scores(a, b), model.scores(a, b), atol=1e-6)

@@ -1,7 +1,8 @@
-"""Evaluation: metrics over scored pairs (:mod:`.metrics`, registry ``METRICS``) and the evaluate run (:mod:`.run`).
+"""evaluation: how good a model is. Metrics over scored pairs and MAP@R over embeddings, the evaluate run over
+a data set's protocols, the HTML report and the seed report's Table 1.
 
-Pair protocols live in the data layer (:mod:`painterid.pairs`), artist splits in :mod:`painterid.splits`.
-"""
+May import: painterid.scoring, painterid.embed, painterid.store, painterid.data, painterid.core; never
+painterid.training."""
 
 from painterid.evaluation.metrics import (
     METRICS,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..io import atomic_dir
-from .metrics import METRICS
+from painterid.core.io import atomic_dir
+from painterid.core.version import __version__
+from painterid.evaluation.metrics import METRICS
 
 GROUP_COLOURS = {"seen": "#1f77b4", "unseen": "#d62728", "mixed": "#2ca02c"}
 _CSS = """
@@ -100,8 +100,8 @@ def thumbnail_png(path: str | Path | None, size: int = 160) -> bytes | None:
     """A PNG thumbnail of an image file; None when it cannot be read."""
     if not path:
         return None
-    from ..errors import ImageError
-    from ..images import load_image
+    from painterid.core.errors import ImageError
+    from painterid.embed.images import load_image
 
     try:
         im = load_image(path)

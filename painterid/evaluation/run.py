@@ -6,9 +6,10 @@ import warnings
 
 import numpy as np
 
-from ..errors import DataError
-from .metrics import map_at_r, pair_report
-from ..pairs import PROTOCOLS, SPLITS, balanced_test_sets, natural_pairs
+from painterid.core.errors import DataError
+from painterid.data.pairs import PROTOCOLS, SPLITS, balanced_test_sets, natural_pairs
+from painterid.evaluation.metrics import map_at_r, pair_report
+
 
 def split_masks(pairs: np.ndarray, artists: list[str], train_artists: set[str]) -> dict[str, np.ndarray]:
     """The report's three test sets: seen (both artists trained on), unseen (neither), and mixed (every pair of

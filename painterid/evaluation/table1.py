@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import FINGERPRINT_KEYS
-from .metrics import METRICS
+from painterid.core.io import FINGERPRINT_KEYS
+from painterid.evaluation.metrics import METRICS
 
 #: table1's columns per split: the metrics flagged `table1` in the registry (accuracy, ROC AUC).
 TABLE1_METRICS = tuple(m for m in METRICS if m.table1)
@@ -56,18 +56,18 @@ def table1(data: str | Path, models: list[str | Path], store_dir: str | Path | N
 
     Each row: name, model, method, backbone, threshold, accuracy / auc / auc_ci per split, n_pairs per split,
     and the full evaluate result under "result". Models sharing an embedding share one embedding of DATA."""
-    from ..errors import DataError
-    from ..pipeline import model_labelled
-    from ..scoring import PairModel
-    from ..scoring.fusion import members_of
-    from .run import evaluate_model
+    from painterid.core.errors import DataError
+    from painterid.embed.pipeline import model_labelled
+    from painterid.evaluation.run import evaluate_model
+    from painterid.scoring.fusion import members_of
+    from painterid.scoring.loading import load_model
 
     if not models:
         raise DataError("table1 needs at least one model (--models M1 M2 ...)")
     cache: dict[str, object] = {}
     rows = []
     for path in models:
-        pm = PairModel.load(path)  # or a FusedModel: its members' embeddings side by side
+        pm = load_model(path)  # or a FusedModel: its members' embeddings side by side
         key = _embedding_key(pm)
         if key not in cache:
             cache[key] = model_labelled(data, pm, store_dir=store_dir, progress=progress, device=device)

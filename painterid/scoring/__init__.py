@@ -1,7 +1,9 @@
-"""Pair scorers, score normalisation, calibration and the PairModel artefact.
+"""scoring: two vectors to a score, a probability and a verdict. Heads and methods, the normaliser chain and its
+self-supervised projection, the reference cohort, calibration, the PairModel artefact and fused models
+(`loading.load_model` reads either), the score metrics (AUC, EER, thresholds) they are fitted with.
 
-Imports are lazy (PEP 562): the CLI reads the method registry at start-up without importing torch.
-"""
+May import: painterid.embed, painterid.store, painterid.data, painterid.core; never painterid.training.
+Imports are lazy (PEP 562): the CLI reads the method registry at start-up without importing torch."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import importlib
 
 _WHERE = {"Calibrator": ".calibration", "IMAGE_METHODS": ".methods", "METHOD_REGISTRY": ".methods",
           "METHODS": ".methods", "LOSS_REGISTRY": ".methods", "build_head": ".methods", "PairModel": ".model",
-          "FusedModel": ".fusion"}
+          "FusedModel": ".fusion", "load_model": ".loading"}
 
 __all__ = sorted(_WHERE)
 

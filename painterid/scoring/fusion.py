@@ -15,7 +15,7 @@ Directory layout (written atomically, like every artefact)::
                           AUC, embedding seconds per image}]; calibration, threshold, validation AUC of the fusion
     FUSED/<member name>/  an ordinary model directory (config.json + *.safetensors; `PairModel.load` reads it)
 
-`PairModel.load` (the one loader every command uses) returns a FusedModel for such a directory.
+`painterid.scoring.loading.load_model` (the one loader every command uses) returns a FusedModel for such a directory.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..errors import ArtefactError, PainterIDError
-from ..io import atomic_dir, check_kind, check_replaceable, write_json
-from .calibration import Calibrator
-from .model import FUSED_KIND as KIND
-from .model import KIND as PAIR_KIND
+from painterid.core.errors import ArtefactError, PainterIDError
+from painterid.core.io import atomic_dir, check_kind, check_replaceable, write_json
+from painterid.core.version import __version__
+from painterid.scoring.calibration import Calibrator
+from painterid.scoring.model import FUSED_KIND as KIND
+from painterid.scoring.model import KIND as PAIR_KIND
+from painterid.scoring.model import PairModel
 
 FORMAT_VERSION = 1
 REPLACEABLE_KINDS = (KIND, PAIR_KIND)  # what `train --out` may overwrite with a fused model
@@ -68,7 +69,7 @@ def choose_weights(val_scores: Sequence[np.ndarray], labels: np.ndarray,
                    grid: int = 11) -> tuple[np.ndarray, list[tuple[float, float]], float]:
     """(weights, standardisers, fused validation AUC): the grid point with the best AUC on validation pairs
     (the first of equals)."""
-    from ..evaluation.metrics import roc_auc
+    from painterid.scoring.metrics import roc_auc
 
     stats = standardisers(val_scores)
     best, best_w = -1.0, None
@@ -190,10 +191,11 @@ class FusedModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "FusedModel":
-        """Load a fused model directory (through `PairModel.load`, which reads either kind)."""
-        from .model import PairModel
+        """Load a fused model directory."""
+        from painterid.core.io import read_json, read_stable
 
-        model = PairModel.load(path)
+        model = read_stable(path, lambda: cls.from_config(Path(path), read_json(Path(path) / "config.json",
+                                                                                 "painterid model")))
         if not isinstance(model, cls):
             raise ArtefactError(f"{path}: a single model, not a fused one")
         return model
@@ -201,8 +203,6 @@ class FusedModel:
     @classmethod
     def from_config(cls, path: Path, cfg: dict) -> "FusedModel":
         """The model of a directory whose config.json (`cfg`, kind checked here) is a fused model's."""
-        from .model import PairModel
-
         check_kind(cfg, path, KIND, FORMAT_VERSION, "a painterid fused model")
         try:
             entries = list(cfg["members"])
@@ -246,18 +246,6 @@ def refuse_fused(model, command: str) -> None:
                              + " or ".join(str(where / n) for n in model.names))
 
 
-def single_model(model, command: str):
-    """The PairModel a command that takes one embedding works with: `model` itself or loaded from its directory;
-    a fused model is refused in one line (`refuse_fused`)."""
-    import os
-
-    from .model import PairModel
-
-    pm = PairModel.load(model) if isinstance(model, (str, os.PathLike)) else model
-    refuse_fused(pm, command)
-    return pm
-
-
 def side_by_side(blocks: Sequence[np.ndarray]) -> np.ndarray:
     """One matrix of a fused model's vectors from its members' (a single block is returned as it is)."""
     return blocks[0] if len(blocks) == 1 else np.hstack([np.asarray(b, dtype=np.float32) for b in blocks])
@@ -266,7 +254,7 @@ def side_by_side(blocks: Sequence[np.ndarray]) -> np.ndarray:
 # -- backbone lists and cost -------------------------------------------------------------------------------
 def parse_backbones(value: str | None) -> list[str]:
     """`--backbone a,b[,c]`: the names, each checked against the backbone registry, no name twice ([] for None)."""
-    from ..backbones import get_spec
+    from painterid.embed.backbones import get_spec
 
     if value is None:
         return []
@@ -294,7 +282,7 @@ def embedding_cost(fingerprint: dict, paths: Sequence[str | Path], n: int = 8, r
     files = [Path(p) for p in paths if Path(p).is_file()][: n + 1]
     if len(files) < 2:
         return None
-    from ..runtime import make_embedder, request_from_fingerprint
+    from painterid.embed.runtime import make_embedder, request_from_fingerprint
 
     embedder = make_embedder(request_from_fingerprint(fingerprint, base_dir), device=device, runtime=runtime,
                              num_workers=0, batch_size=min(16, n))

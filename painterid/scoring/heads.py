@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+
 class CosineScorer(nn.Module):
     """The untrained baseline: cosine similarity of the (already normalised) embeddings."""
 

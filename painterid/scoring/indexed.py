@@ -34,9 +34,9 @@ def use_gpu_for_pairs(n_pairs: int, use_gpu: bool | None = None) -> bool:
     GPU (``pip install 'painterid[gpu]'``), torch can use it, and there are at least GPU_MIN_PAIRS pairs."""
     if use_gpu is False or n_pairs == 0:
         return False
-    from ..index import gpu_available
+    from painterid.core.device import faiss_gpu_available
 
-    if not gpu_available():
+    if not faiss_gpu_available():
         return False
     import torch
 

@@ -11,29 +11,29 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..registry import Registry
+from painterid.core.registry import Registry
 
 
 def _cosine(dim: int, **params):
-    from .heads import CosineScorer
+    from painterid.scoring.heads import CosineScorer
 
     return CosineScorer(**params)
 
 
 def _siamese(dim: int, **params):
-    from .heads import SiameseHead
+    from painterid.scoring.heads import SiameseHead
 
     return SiameseHead(dim, **params)
 
 
 def _metric(dim: int, **params):
-    from .heads import MetricHead
+    from painterid.scoring.heads import MetricHead
 
     return MetricHead(dim, **params)
 
 
 def _classifier(dim: int, **params):
-    from .heads import ClassifierHead
+    from painterid.scoring.heads import ClassifierHead
 
     return ClassifierHead(dim, **params)
 

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import __version__
-from ..errors import ArtefactError, PainterIDError
-from ..io import atomic_dir, check_kind, check_replaceable, read_json, read_stable, write_json
-from .calibration import Calibrator
-from .indexed import indexed_dots, rows_per_block
-from .normalise import Chain, csls, legacy_chain, neighbourhood
+from painterid.core.errors import ArtefactError
+from painterid.core.io import atomic_dir, check_kind, check_replaceable, read_json, read_stable, write_json
+from painterid.core.version import __version__
+from painterid.scoring.calibration import Calibrator
+from painterid.scoring.indexed import indexed_dots, rows_per_block
+from painterid.scoring.normalise import Chain, csls, legacy_chain, neighbourhood
 
 FORMAT_VERSION = 1
 KIND = "painterid.pair-model"
@@ -143,7 +143,7 @@ class PairModel:
     def head(self) -> torch.nn.Module:
         """The torch scorer (built on first use for a model loaded without one: cosine methods need none)."""
         if self._head is None:
-            from .methods import build_head
+            from painterid.scoring.methods import build_head
 
             head = build_head(self.method, self.head_dim, self.head_params).eval()
             if self._numpy_weights:
@@ -343,19 +343,22 @@ class PairModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "PairModel":
-        """Load a model directory: JSON and safetensors only, never pickle. The one loader of every command: a
-        fused model's directory (scoring.fusion) gives a FusedModel, whose members are PairModels."""
+        """Load a single model directory (JSON and safetensors only, never pickle); a fused model's directory is
+        refused: `painterid.scoring.loading.load_model` reads either kind."""
         return read_stable(path, lambda: cls._load_once(Path(path)))
+
+    @classmethod
+    def load_single(cls, path: str | Path) -> "PairModel":
+        """`load` without the re-read on a concurrent replace (the caller does that)."""
+        return cls._load_once(Path(path))
 
     @classmethod
     def _load_once(cls, path: Path) -> "PairModel":
         if not path.is_dir():
             raise ArtefactError(f"{path}: no such model directory")
         cfg = read_json(path / "config.json", "painterid model")
-        if isinstance(cfg, dict) and cfg.get("kind") == FUSED_KIND:  # one loader for both kinds of model
-            from .fusion import FusedModel
-
-            return FusedModel.from_config(path, cfg)
+        if isinstance(cfg, dict) and cfg.get("kind") == FUSED_KIND:
+            raise ArtefactError(f"{path}: a fused model; load it with painterid.scoring.loading.load_model")
         check_kind(cfg, path, KIND, FORMAT_VERSION, "a painterid model")
         dim = int(cfg.get("head_dim") or cfg["embedding"]["dim"])
         tensors = _read_safetensors(path / "model.safetensors")
@@ -407,7 +410,7 @@ def _load_head(path: Path, method: str, dim: int, params: dict, state: dict):
                                     f"expected {shapes[bad[0]]})")
             return None, {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
         return None, None
-    from .methods import build_head
+    from painterid.scoring.methods import build_head
 
     try:
         head = build_head(method, dim, params)

@@ -40,20 +40,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..datasets import discover
-from ..embedding import Embedder, EmbeddingConfig, pick_device
-from ..errors import DataError, ImageError, PainterIDError
-from ..evaluation.metrics import roc_auc
-from ..features import model_input_size
-from ..pairs import balanced_pairs
-from ..images import VIEW_COMBINE
-from ..scoring.methods import IMAGE_METHODS, METHOD_REGISTRY
-from ..scoring.model import BACKBONE_FILE, PairModel
-from ..splits import training_split
-from ..store import FeatureStore, file_sha256
-from .curves import curves_png
-from .fit import TrainOptions, fit
-from .trainer import Trainer, optimiser_step, seed_everything
+from painterid.core.errors import DataError, ImageError, PainterIDError
+from painterid.data.datasets import discover
+from painterid.data.pairs import balanced_pairs
+from painterid.data.splits import training_split
+from painterid.embed.embedding import Embedder, EmbeddingConfig, pick_device
+from painterid.embed.features import model_input_size
+from painterid.embed.images import VIEW_COMBINE
+from painterid.scoring.methods import IMAGE_METHODS, METHOD_REGISTRY
+from painterid.scoring.metrics import roc_auc
+from painterid.scoring.model import BACKBONE_FILE, PairModel
+from painterid.store.feature_store import FeatureStore, file_sha256
+from painterid.training.curves import curves_png
+from painterid.training.fit import TrainOptions, fit
+from painterid.training.trainer import Trainer, optimiser_step, seed_everything
 
 __all__ = ["IMAGE_METHODS", "CNN_BACKBONE", "CROP_SCALE", "last_stage", "train_from_images"]
 
@@ -137,7 +137,7 @@ def _augment(data_config: dict):
     """Train-time views: a random resized crop of the painting at the backbone's input size, a random flip."""
     from torchvision.transforms import v2
 
-    from ..images import interpolation_mode
+    from painterid.embed.images import interpolation_mode
 
     _, h, w = (int(v) for v in data_config["input_size"])
     return v2.Compose([
@@ -161,7 +161,7 @@ class _Augmented(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, k: int):
-        from ..images import load_image
+        from painterid.embed.images import load_image
 
         try:
             return k, [self.transform(load_image(self.files[int(i)])) for i in self.items[k]]
@@ -367,7 +367,7 @@ def _prepare(dataset, tmp: str, opts: TrainOptions, method, embedding: Embedding
     if method.random_init:  # the seeded random initialisation, as a file the Embedder loads like any weights
         from safetensors.torch import save_file
 
-        from ..backbones import create_backbone
+        from painterid.embed.factory import create_backbone
 
         init, _ = create_backbone(embedding.backbone, pretrained=False)
         save_file(_plain(init.state_dict()), str(Path(tmp) / "init.safetensors"))
@@ -415,9 +415,9 @@ def train_from_images(data: str | Path, out: str | Path, opts: TrainOptions, emb
     Returns (model, history, split) like :func:`painterid.training.train_model`.  ``embedding`` gives the
     backbone (finetune: pretrained, default the shipped one; cnn: an architecture trained from random
     initialisation, default ``cnn_baseline``), the view and the pooling.  ``split_file`` is a split file's
-    content (:func:`painterid.splits.read_split`); then ``val``, ``test`` and ``holdout`` are not used.
+    content (:func:`painterid.data.splits.read_split`); then ``val``, ``test`` and ``holdout`` are not used.
     """
-    from ..scoring.card import model_card
+    from painterid.scoring.card import model_card
 
     method = METHOD_REGISTRY.get(opts.method)
     if not method.from_images:

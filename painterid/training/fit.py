@@ -15,15 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError, PainterIDError
-from ..evaluation.metrics import best_threshold, roc_auc
-from ..pairs import balanced_pairs
-from ..scoring.calibration import CALIBRATIONS, Calibrator
-from ..scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
-from ..scoring.model import PairModel
-from ..defaults import DEFAULT_CALIBRATION, DEFAULT_CHAIN, DEFAULT_METHOD
-from ..scoring.normalise import AUTO_CHAINS, Chain
-from .trainer import Trainer, optimiser_step, seed_everything
+from painterid.core.defaults import DEFAULT_CALIBRATION, DEFAULT_CHAIN, DEFAULT_METHOD
+from painterid.core.errors import DataError, PainterIDError
+from painterid.data.pairs import balanced_pairs
+from painterid.scoring.calibration import CALIBRATIONS, Calibrator
+from painterid.scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
+from painterid.scoring.metrics import best_threshold, roc_auc
+from painterid.scoring.model import PairModel
+from painterid.scoring.normalise import AUTO_CHAINS, Chain
+from painterid.training.trainer import Trainer, optimiser_step, seed_everything
+
 
 @dataclass
 class TrainOptions:
@@ -254,7 +255,7 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
     `trained_head` = (head, constructor params): a head already trained elsewhere (finetune, cnn: training.finetune,
     end to end from pixels); it is not trained again, only given its normaliser (the score step of the chain:
     CSLS or none), calibration and threshold.
-    `patches` (a painterid.patches.PatchSource: sha256s -> per-patch vectors) is what a `selfsup` step is trained
+    `patches` (a painterid.embed.patches.PatchSource: sha256s -> per-patch vectors) is what a `selfsup` step is trained
     on: the patches of the cohort (`cohort_hashes`, default the training paintings picked as the cohort).
     """
     vpairs = balanced_pairs(list(val_artists), seed=opts.seed)
@@ -352,7 +353,7 @@ def crossfit_logits(x: np.ndarray, artists: list[str], embedding: dict, opts: Tr
     pair, or whose rest cannot be trained, is skipped."""
     from sklearn.model_selection import GroupKFold
 
-    from ..splits import split_paintings
+    from painterid.data.splits import split_paintings
 
     inner = replace(opts, calibration="validation")
     scores, labels, used = [], [], 0

