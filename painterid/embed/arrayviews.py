@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from painterid.embed.images import VIEW_COMBINE, VIEWS, _to_rgb, patch_grid
+from painterid.embed.images import VIEW_COMBINE, VIEWS, patch_grid, view_crops
 
 __all__ = ["ArrayViews", "PIL_FILTERS"]
 
@@ -72,17 +72,7 @@ class ArrayViews:
         return VIEW_COMBINE[self.view]
 
     def __call__(self, img: Image.Image) -> np.ndarray:
-        if img.mode != "RGB":
-            img = _to_rgb(img)
-        if self.view == "resize":
-            crops = [self._resize(img)]
-        elif self.view == "center":
-            crops = [self._center(img)]
-        elif self.view == "corners":
-            crops = [self._resize(img), *self._corners(img)]
-        else:
-            crops = self._patches(img)
-        return self._to_array(crops)
+        return self._to_array(view_crops(self, img))
 
     # -- geometry: the Pillow calls torchvision makes on a PIL image ------------------------------
     def _resize_to(self, img: Image.Image, new_w: int, new_h: int) -> Image.Image:

@@ -264,6 +264,20 @@ def _cap_longest_side(img: Image.Image, max_side: int) -> Image.Image:
 # --------------------------------------------------------------------------------------------
 
 
+def view_crops(views, img: Image.Image) -> list[Image.Image]:
+    """The crops of ``views.view`` cut from ``img`` (RGB): the geometry ViewTransform (torch) and ArrayViews (numpy)
+    share; ``views`` supplies ``_resize``, ``_center``, ``_corners`` and ``_patches``."""
+    if img.mode != "RGB":
+        img = _to_rgb(img)
+    if views.view == "resize":
+        return [views._resize(img)]
+    if views.view == "center":
+        return [views._center(img)]
+    if views.view == "corners":
+        return [views._resize(img), *views._corners(img)]
+    return views._patches(img)
+
+
 class ViewTransform:
     """PIL RGB image -> float32 tensor ``[V, 3, H, W]`` normalised with ``data_config``.
 
@@ -335,17 +349,7 @@ class ViewTransform:
     def __call__(self, img: Image.Image) -> torch.Tensor:
         if not isinstance(img, Image.Image):
             raise TypeError(f"ViewTransform expects a PIL.Image, got {type(img).__name__}")
-        if img.mode != "RGB":
-            img = _to_rgb(img)
-        if self.view == "resize":
-            crops = [self._resize(img)]
-        elif self.view == "center":
-            crops = [self._center(img)]
-        elif self.view == "corners":
-            crops = [self._resize(img), *self._corners(img)]
-        else:
-            crops = self._patches(img)
-        return self._to_tensor(crops)
+        return self._to_tensor(view_crops(self, img))
 
     # -- the views ----------------------------------------------------------------------------
     def _resize(self, img: Image.Image) -> Image.Image:

@@ -14,20 +14,16 @@ def curves_png(history: list[dict], title: str) -> bytes:
 
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for key, label in (("train_loss", "training loss"), ("val_loss", "validation loss")):
-        vals = [h.get(key) for h in history]
-        if any(v is not None for v in vals):
-            ax1.plot(epochs, vals, marker="o", ms=3, label=label)
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss")
-    ax1.legend()
-    for key, label in (("train_auc", "training AUC"), ("val_auc", "validation AUC (unseen artists)")):
-        vals = [h.get(key) for h in history]
-        if any(v is not None for v in vals):
-            ax2.plot(epochs, vals, marker="o", ms=3, label=label)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("ROC AUC")
-    ax2.legend()
+    panels = ((ax1, "loss", (("train_loss", "training loss"), ("val_loss", "validation loss"))),
+              (ax2, "ROC AUC", (("train_auc", "training AUC"), ("val_auc", "validation AUC (unseen artists)"))))
+    for ax, ylabel, series in panels:
+        for key, label in series:
+            vals = [h.get(key) for h in history]
+            if any(v is not None for v in vals):
+                ax.plot(epochs, vals, marker="o", ms=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
