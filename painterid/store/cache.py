@@ -17,6 +17,29 @@ from painterid.store.feature_store import FeatureStore, store_info
 SUBDIRS = ("embeddings", "stores")
 
 
+def content_cache(fingerprint) -> FeatureStore | None:
+    """The store of vectors by content hash for one embedding (`embeddings/KEY/`; None when $PAINTERID_NO_CACHE is
+    set or it cannot be opened).  Every command that embeds looks a file's sha256 up here first and adds what it
+    embedded, so `compare`, `embed`, `index build`, `train`... never embed the same content twice, whatever folder
+    or data set it comes from.  One row per content hash; any number of processes may read and add to it at once
+    (docs/CONCURRENCY.md)."""
+    import hashlib
+    import json
+    import os
+
+    from painterid.core.errors import PainterIDError
+    from painterid.core.io import FINGERPRINT_KEYS
+
+    if os.environ.get("PAINTERID_NO_CACHE"):
+        return None
+    key = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
+    root = cache_root() / "embeddings" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    try:
+        return FeatureStore.create_or_open(root, dict(fingerprint), unique="sha256")
+    except (PainterIDError, OSError):
+        return None  # an unusable cache must never stop a command
+
+
 def cache_root() -> Path:
     """$PAINTERID_CACHE, or ~/.cache/painterid."""
     from painterid.core.locations import cache_dir
