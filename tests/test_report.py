@@ -117,3 +117,33 @@ def test_table1_prints_ours_beside_the_reports(models, small_store):
                    f"{res['rows'][1]['accuracy']['unseen']:.3f}"):
         assert needle in text, needle
     assert text.index("siamese · efficientnet_lite0") < text.index("Baseline CNN")  # ours first, then theirs
+
+
+@pytest.mark.parametrize("protocol", ["balanced", "natural"])
+def test_evaluate_never_scores_training_paintings_or_validation_artists(models, small_store, protocol):
+    """Leakage would only raise the figures, so it is checked directly: no painting of any test pair is one the
+    model was trained on (its training_set.csv, read here from disk), none is by a validation artist, and the
+    splits are what they say (seen: both artists trained on; unseen: neither)."""
+    import csv as csv_mod
+
+    from painterid.embed.pipeline import labelled
+    from painterid.evaluation.run import evaluate_model
+
+    model_dir = models["cosine"]
+    pm = load_model(model_dir)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    with open(model_dir / "training_set.csv", newline="") as fh:
+        trained_on = {row[0] for row in csv_mod.reader(fh)} - {"sha256"}
+    train_artists, val_artists = set(cfg["artists"]["train"]), set(cfg["artists"]["val"])
+    assert trained_on and val_artists
+    lab = labelled(small_store)
+    _, scored = evaluate_model(pm, lab, protocol=protocol, n_boot=0, return_scores=True)
+    assert sum(len(p) for p, _ in scored.values()) > 0
+    for split, (pairs, _) in scored.items():
+        for i, j, _same in pairs:
+            assert lab.hashes[i] not in trained_on and lab.hashes[j] not in trained_on, split
+            a, b = lab.artists[i], lab.artists[j]
+            assert a not in val_artists and b not in val_artists, split
+            if split != "mixed":  # mixed: every pair of the seen and unseen test paintings together
+                seen = (a in train_artists) + (b in train_artists)
+                assert seen == {"seen": 2, "unseen": 0}[split], (split, a, b)
