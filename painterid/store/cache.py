@@ -1,7 +1,7 @@
 """painterid's cache of feature stores: where it is, what it holds, compacting and clearing it.
 
-The cache ($PAINTERID_CACHE, default ~/.cache/painterid) holds `embeddings/KEY/` (the compare cache, one store per
-embedding), `stores/KEY/` (the embeddings of data sets that `train`, `evaluate`, `index build` and `submit`
+The cache ($PAINTERID_CACHE, default ~/.cache/painterid) holds `embeddings/KEY/` (the content cache: vectors by
+sha256, one store per embedding, that every embedding command looks up first and adds to: `content_cache`), `stores/KEY/` (the embeddings of data sets that `train`, `evaluate`, `index build` and `submit`
 read) and `patches/KEY/` (per-patch vectors, one .npy per painting, that a `selfsup` normaliser is trained on). Every function here also takes any store directory instead (`--store DIR`).
 """
 
