@@ -8,6 +8,7 @@ small synthetic images): 8 parallel `compare` on one cache, 2 parallel `embed` i
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shutil
 import signal
@@ -35,8 +36,12 @@ def vec(i: float) -> np.ndarray:
     return np.full((1, 4), i, np.float32)
 
 
+PROGRESS = re.compile(r"painterid: [\w ]+ \d+/\d+ \w+ \(\d+%")  # progress lines on a non-terminal stderr
+
+
 def assert_one_line(stderr: str, *needles: str) -> str:
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    """One error line (the progress lines printed before it aside)."""
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip() and not PROGRESS.match(ln)]
     assert "Traceback" not in stderr, stderr[-3000:]
     assert len(lines) == 1, stderr[-3000:]
     for n in needles:
