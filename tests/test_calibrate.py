@@ -36,14 +36,14 @@ def collection(tmp_path_factory):
     return data, root / "store"
 
 
-def shifted_model(store: Path, out: Path):
+def shifted_model(store: Path, out: Path, train_hashes=()):
     """A cosine model whose calibration says "same" for nearly every pair: p ~ 1, threshold below every score."""
     from painterid.scoring import PairModel
     from painterid.scoring.calibration import Calibrator
     from painterid.store.feature_store import FeatureStore
 
     model = PairModel("cosine", FeatureStore.open(store).embedding, None, calibrator=Calibrator(10.0, 5.0),
-                      threshold=-1.0, info={"kept": "yes"})
+                      threshold=-1.0, info={"kept": "yes"}, train_hashes=list(train_hashes))
     model.save(out)
     (out / "MODEL_CARD.md").write_text("card kept")
     return out
@@ -69,10 +69,6 @@ def labelled_rows(data: Path, seed: int = 0) -> list[tuple[str, str, int]]:
 def test_refit_in_place_on_a_store_matches_training_rules(collection, tmp_path):
     from painterid.data.pairs import balanced_pairs
     from painterid.embed.pipeline import labelled
-    from painterid.evaluation.metrics import best_threshold
-    from painterid.scoring import PairModel
-    from painterid.scoring.calibration import Calibrator
-
     _, store = collection
     model_dir = shifted_model(store, tmp_path / "m")
     before = load_model(model_dir)
@@ -86,10 +82,17 @@ def test_refit_in_place_on_a_store_matches_training_rules(collection, tmp_path):
     y = pairs[:, 2]
     scores = after.scores(lab.vectors[pairs[:, 0]], lab.vectors[pairs[:, 1]])
     np.testing.assert_allclose(scores, before.scores(lab.vectors[pairs[:, 0]], lab.vectors[pairs[:, 1]]))
-    # training's rules on these pairs, computed here on their own
-    assert after.threshold == pytest.approx(best_threshold(scores, y, criterion="accuracy"))
-    expect = Calibrator.fit(scores, y)
-    assert (after.calibrator.slope, after.calibrator.intercept) == pytest.approx((expect.slope, expect.intercept))
+    # training's rules on these pairs, checked without the functions that fit them: the threshold reaches the best
+    # accuracy of any cut between the scores (brute force), and the Platt fit is the logistic maximum likelihood,
+    # where the log-loss gradient vanishes: sum(p - y) = 0 and sum((p - y) * score) = 0 (a slope that is merely
+    # positive, or a fit on other pairs, leaves them far from 0)
+    cuts = np.r_[np.sort(scores), scores.max() + 1.0]
+    best_acc = max(np.mean((scores >= c) == y) for c in cuts)
+    assert np.mean((scores >= after.threshold) == y) == pytest.approx(best_acc)
+    p = after.calibrator(scores)
+    assert after.calibrator.slope > 0
+    assert abs(np.sum(p - y)) < 1e-3 * len(y) and abs(np.sum((p - y) * scores)) < 1e-3 * len(y)
+    assert abs(np.sum((p - y) * scores)) < 1e-3 * np.sum(np.abs(p - y) * np.abs(scores))
     p_before, p_after = before.probability(scores), after.probability(scores)
     assert p_before.mean() > 0.95 and abs(p_after.mean() - y.mean()) < 0.01  # mean p now the base rate
     assert np.mean((p_after - y) ** 2) < np.mean((p_before - y) ** 2) - 0.2  # Brier much better
@@ -103,6 +106,25 @@ def test_refit_in_place_on_a_store_matches_training_rules(collection, tmp_path):
     assert rec["before"]["brier"] == pytest.approx(np.mean((p_before - y) ** 2))
     assert rec["after"]["brier"] == pytest.approx(np.mean((p_after - y) ** 2))
     assert (model_dir / "MODEL_CARD.md").read_text() == "card kept"
+
+
+def test_calibrating_on_data_leaves_out_the_paintings_the_model_was_trained_on(collection, tmp_path):
+    """A model trained on 3 of the 8 artists' paintings (12 of 32, by content hash): calibrate DATA draws its
+    pairs from the other 20 only: 5 artists x C(4, 2) = 30 same-artist pairs (with the training paintings it
+    would be 48), and says how many it left out."""
+    from painterid.embed.pipeline import labelled
+    from painterid.tasks.calibrate import calibrate
+
+    data, store = collection
+    lab = labelled(store)
+    trained_artists = sorted(set(lab.artists))[:3]
+    hashes = [h for h, a in zip(lab.hashes, lab.artists) if a in trained_artists]
+    assert len(hashes) == 12
+    model_dir = shifted_model(store, tmp_path / "m", train_hashes=hashes)
+    for source in (store, data):
+        _, rec, _ = calibrate(model_dir, source, out=tmp_path / "new")
+        assert rec["left_out"]["training_paintings"] == 12
+        assert rec["pairs"] == {"same": 30, "different": 30}
 
 
 def test_pairs_csv_with_out_leaves_the_model_untouched(collection, tmp_path):

@@ -58,6 +58,9 @@ def test_evaluate_single_split_and_training_is_reproducible(trained, small_store
 
 
 def test_compare_exit_codes_and_json(trained, synthetic_data):
+    """The exit status follows the verdict, set here by --threshold on each side of the score: 0 when the score
+    clears it (same_artist true), 1 when it does not; with several images, 1 as soon as one pair falls below.
+    An exit status that ignores the verdict, a --threshold that is not applied (or not reported), fails."""
     import csv
     rows = list(csv.DictReader(open(synthetic_data / "train_info.csv")))
     by = {}
@@ -69,13 +72,20 @@ def test_compare_exit_codes_and_json(trained, synthetic_data):
     same = run("compare", by[a][0], by[a][1], "--model", trained, "--json")
     diff = run("compare", by[a][0], by[b][0], "--model", trained, "--json")
     rs, rd = json.loads(same.stdout), json.loads(diff.stdout)
-    assert rs["probability"] > rd["probability"]
-    assert same.returncode == (0 if rs["same_artist"] else 1)
-    assert diff.returncode == (0 if rd["same_artist"] else 1)
-    many = run("compare", by[a][0], by[a][1], by[b][0], "--model", trained, "--format", "csv")
-    rows_csv = list(csv.DictReader(many.stdout.splitlines()))
-    assert len(rows_csv) == 2
-    assert many.returncode == (0 if all(r["same_artist"] == "True" for r in rows_csv) else 1)
+    assert rs["probability"] > rd["probability"] and rs["score"] > rd["score"]
+    model_thr = json.loads((trained / "config.json").read_text())["threshold"]
+    assert rs["threshold"] == pytest.approx(model_thr) and rs["same_artist"] == (rs["score"] >= model_thr)
+    for thr, code in ((rs["score"] - 1e-3, 0), (rs["score"] + 1e-3, 1)):
+        proc = run("compare", by[a][0], by[a][1], "--model", trained, "--json", "--threshold", thr)
+        r = json.loads(proc.stdout)
+        assert (proc.returncode, r["same_artist"], r["threshold"]) == (code, code == 0, pytest.approx(thr))
+        assert r["score"] == pytest.approx(rs["score"], abs=1e-6)  # the threshold moves the verdict only
+    between = (rs["score"] + rd["score"]) / 2
+    for thr, code, verdicts in ((between, 1, ["True", "False"]), (rd["score"] - 1e-3, 0, ["True", "True"])):
+        many = run("compare", by[a][0], by[a][1], by[b][0], "--model", trained, "--format", "csv",
+                   "--threshold", thr)
+        rows_csv = list(csv.DictReader(many.stdout.splitlines()))
+        assert [r["same_artist"] for r in rows_csv] == verdicts and many.returncode == code, many.stderr
 
 
 def test_compare_errors_are_one_line_exit_2(trained, tmp_path):
@@ -119,7 +129,13 @@ def test_compare_a_csv_of_pairs(trained, synthetic_data, tmp_path):
             w.writerow([str(synthetic_data / "train" / r1["filename"]), str(synthetic_data / "train" / r2["filename"])])
     proc = run("compare", "--pairs", listing, "--model", trained, "--json")
     lines = [json.loads(x) for x in proc.stdout.splitlines()]
-    assert proc.returncode == (0 if all(x["same_artist"] for x in lines) else 1), proc.stderr
+    assert proc.returncode in (0, 1), proc.stderr
+    low = run("compare", "--pairs", listing, "--model", trained, "--json", "--threshold",
+              min(x["score"] for x in lines) - 1e-3)
+    assert low.returncode == 0 and all(json.loads(x)["same_artist"] for x in low.stdout.splitlines())
+    high = run("compare", "--pairs", listing, "--model", trained, "--json", "--threshold",
+               max(x["score"] for x in lines) + 1e-3)
+    assert high.returncode == 1 and not any(json.loads(x)["same_artist"] for x in high.stdout.splitlines())
     assert [Path(x["image_b"]).name for x in lines] == [r["filename"] for r in rows[3:6]]
     single = json.loads(run("compare", lines[0]["image_a"], lines[0]["image_b"], "--model", trained,
                             "--json").stdout)

@@ -8,6 +8,7 @@ small synthetic images): 8 parallel `compare` on one cache, 2 parallel `embed` i
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shutil
 import signal
@@ -35,8 +36,12 @@ def vec(i: float) -> np.ndarray:
     return np.full((1, 4), i, np.float32)
 
 
+PROGRESS = re.compile(r"painterid: [\w ]+ \d+/\d+ \w+ \(\d+%")  # progress lines on a non-terminal stderr
+
+
 def assert_one_line(stderr: str, *needles: str) -> str:
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    """One error line (the progress lines printed before it aside)."""
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip() and not PROGRESS.match(ln)]
     assert "Traceback" not in stderr, stderr[-3000:]
     assert len(lines) == 1, stderr[-3000:]
     for n in needles:
@@ -474,6 +479,20 @@ def test_concurrent_saves_to_one_model_directory_never_fail_or_mix(tmp_path):
     model = load_model(out)
     assert model.threshold in (0.1, 0.2, 0.3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary or old sibling left
+    # never mixed: every file is the one the save with that threshold wrote (a save of the same seed, made alone,
+    # is byte-identical); a directory holding one save's config beside another's weights fails here
+    seed = round(model.threshold * 10)
+    alone = tmp_path.parent / f"{tmp_path.name}-alone"
+    siamese_model(alone, seed=seed, threshold=seed / 10)
+    files = sorted(p.name for p in alone.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == files
+    assert all((out / f).read_bytes() == (alone / f).read_bytes() for f in files), files
+    import torch
+
+    theirs = {s: {k: v.clone() for k, v in siamese_model(alone, seed=s, threshold=s / 10).head.state_dict().items()}
+              for s in (1, 2, 3)}
+    mine = model.head.state_dict()
+    assert [s for s, sd in theirs.items() if all(torch.equal(sd[k], mine[k]) for k in sd)] == [seed]
 
 
 def test_a_complete_read_only_store_is_still_usable_by_embed(tmp_path, data, reference):

@@ -51,17 +51,28 @@ def test_default_model_on_real_paintings_beats_chance():
     assert res["groups"]["unseen"]["auc"] > 0.62
 
 
-def test_compare_second_run_is_served_from_the_cache(monkeypatch):
-    """compare caches vectors by file content: the second run embeds nothing (the backbone is never built) and
-    gives the same scores."""
-    first = compare_files(EX / "cezanne-1.jpg", [EX / "rembrandt-1.jpg"], model_dir=DEFAULT)
-    import painterid.embed.embedding as embedding
+def test_compare_second_run_is_served_from_the_cache(monkeypatch, tmp_path):
+    """compare caches vectors by file content: the second run embeds nothing and gives the same scores.
 
-    def no_backbone(*args, **kwargs):
-        raise AssertionError("the backbone was built although every vector is cached")
+    The one entry point every runtime goes through (runtime.make_embedder: ONNX or torch) is counted; the two
+    files are made new content (a tail after the JPEG's end) so that the first run must embed them.  A cache that
+    never hits, or is keyed by path, builds an embedder on the second run (with the files swapped)."""
+    import painterid.embed.runtime as runtime
 
-    monkeypatch.setattr(embedding, "Embedder", no_backbone)
-    again = compare_files(EX / "rembrandt-1.jpg", [EX / "cezanne-1.jpg"], model_dir=DEFAULT)
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    for src, dst in ((EX / "cezanne-1.jpg", a), (EX / "rembrandt-1.jpg", b)):
+        dst.write_bytes(src.read_bytes() + str(tmp_path).encode())
+    built, real = [], runtime.make_embedder
+
+    def counted(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runtime, "make_embedder", counted)
+    first = compare_files(a, [b], model_dir=DEFAULT)
+    assert len(built) == 1
+    again = compare_files(b, [a], model_dir=DEFAULT)
+    assert len(built) == 1, "an embedder was built although every vector is cached"
     assert again[0]["score"] == first[0]["score"] and again[0]["probability"] == first[0]["probability"]
 
 

@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -148,13 +149,21 @@ def test_compare_and_evaluate_load_the_moved_model(which, finetuned, cnn, data):
                               "--json"], catch_exceptions=False)
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(rows) == 2 and all(0.0 <= r["probability"] <= 1.0 and r["method"] == which for r in rows)
-    assert res.exit_code == (0 if all(r["same_artist"] for r in rows) else 1)
 
     # the vectors come from the model's own backbone file, not the registry's weights
     vec = embed_paths([by[a][0]], model.embedding, base_dir=path)
     own = Embedder(EmbeddingConfig(model.embedding["backbone"], view="center", pool="gap", input_size=SIZE,
                                    weights=str(path / "backbone.safetensors")), num_workers=0)
-    assert torch.allclose(torch.from_numpy(vec), torch.from_numpy(own.embed_files([by[a][0]])[0]), atol=1e-5)
+    mine = own.embed_files([by[a][0], by[a][1], by[b][0]])[0]
+    assert torch.allclose(torch.from_numpy(vec), torch.from_numpy(mine[:1]), atol=1e-5)
+    # the scores, verdicts and exit status compare printed are those of the moved model on its own backbone's
+    # vectors, computed here without compare: scores of the registry's backbone, or a verdict against another
+    # threshold, or an exit status that ignores the verdicts, fail
+    scores = model.scores(mine[[0, 0]], mine[[1, 2]])
+    np.testing.assert_allclose([r["score"] for r in rows], scores, atol=1e-4)
+    verdicts = [bool(s >= model.threshold) for s in scores]
+    assert [r["same_artist"] for r in rows] == verdicts and rows[0]["threshold"] == model.threshold
+    assert res.exit_code == (0 if all(verdicts) else 1)
 
     res = runner.invoke(app, ["evaluate", "--model", str(path), "--data", str(data), "--json", "--bootstrap", "0"],
                         catch_exceptions=False)

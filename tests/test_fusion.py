@@ -73,8 +73,16 @@ def test_weight_grid_and_choice_prefer_the_informative_member():
     w, stats, auc = choose_weights([noise, informative], labels)
     assert w[1] >= 0.8 and np.isclose(w.sum(), 1)
     assert stats[0][0] == pytest.approx(noise.mean()) and stats[1][1] == pytest.approx(informative.std())
-    assert auc == pytest.approx(roc_auc(fused_scores([noise, informative], w, stats), labels))
-    assert auc >= roc_auc(informative, labels) - 1e-9  # (0, 1) is on the grid
+    # the fused score by hand: the weighted sum of each member's standardised score; its AUC by sklearn
+    from sklearn.metrics import roc_auc_score
+
+    z0, z1 = (noise - noise.mean()) / noise.std(), (informative - informative.mean()) / informative.std()
+    by_hand = w[0] * z0 + w[1] * z1
+    np.testing.assert_allclose(fused_scores([noise, informative], w, stats), by_hand, atol=1e-9)
+    assert auc == pytest.approx(roc_auc_score(labels, by_hand))
+    # the chosen weights are the grid's best on these pairs (brute force), at least the informative member alone
+    grid_best = max(roc_auc_score(labels, g[0] * z0 + g[1] * z1) for g in weight_grid(2, 11))
+    assert auc == pytest.approx(grid_best) and auc >= roc_auc_score(labels, informative) - 1e-9
 
 
 def test_fused_directory_layout(fused):

@@ -70,3 +70,39 @@ def test_open_set_probability_rises_with_the_score_and_unknown_artists_are_rejec
             ident.open_set_calibration(x, [f"a{c}" for c in codes])
         finally:
             ident.leave_one_out_search = orig
+
+
+def test_index_build_kind_and_identify_k_and_threshold_through_the_cli(tmp_path, small_store, synthetic_data):
+    """The CLI passes `index build --kind` and `identify -k / --threshold` through: the index is of the kind asked
+    (recorded in its config.json), identify lists exactly k candidates, reports the threshold it applied (the
+    index's own without --threshold), and attributes a painting when its best score clears the threshold, not
+    when it falls short (thresholds just either side of the best score, not an impossible one)."""
+    from typer.testing import CliRunner
+
+    from painterid.cli import app
+
+    runner = CliRunner()
+    for kind in ("hnsw", "flat"):
+        res = runner.invoke(app, ["index", "build", "--data", str(small_store), "--out", str(tmp_path / kind),
+                                  "--kind", kind], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        assert json.loads((tmp_path / kind / "config.json").read_text())["kind"] == kind
+    idx = tmp_path / "flat"
+    own = json.loads((idx / "config.json").read_text())["open_set"]["threshold"]
+    image = sorted((synthetic_data / "train").iterdir())[5]
+
+    def ask(*extra):
+        res = runner.invoke(app, ["identify", str(image), "--index", str(idx), "--json", "--runtime", "torch",
+                                  *extra], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout.splitlines()[0])
+
+    for k in (1, 4):
+        assert len(ask("-k", str(k))["candidates"]) == k
+    default = ask("-k", "2")
+    assert default["threshold"] == own
+    best = default["candidates"][0]["score"]
+    for thr, rejected in ((best - 1e-3, False), (best + 1e-3, True)):
+        r = ask("-k", "2", "--threshold", str(thr))
+        assert r["threshold"] == thr and r["none_of_these"] is rejected
+        assert r["candidates"][0]["score"] == best  # the threshold changes the verdict, never the scores

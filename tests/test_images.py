@@ -378,20 +378,46 @@ def _unnorm(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_every_registered_view_embeds_to_one_vector_of_the_advertised_width():
-    """The registry's combine rule is what the Embedder does with the views: `concat` widens the vector by the
-    number of views, `single` and `mean` keep the backbone's width (checked through a stand-in extractor)."""
+    """The Embedder itself (efficientnet_lite0) embeds one image per registered view: one unit vector as wide as
+    it advertises (the backbone's width, 5x for `corners`); each view's vector is the registry's combine rule
+    applied to the per-view vectors, computed here one view at a time (single: view 0; concat: the views side by
+    side; mean: their mean), then L2-normalised.  An Embedder that averages `corners` or keeps only its first
+    view, or a registry whose combine disagrees with the Embedder, fails."""
+    from painterid.embed.embedding import Embedder, EmbeddingConfig
     from painterid.embed.images import VIEW_REGISTRY
 
     assert VIEWS == VIEW_REGISTRY.names() and set(VIEW_COMBINE) == set(VIEWS)
+    img = _noise(150, 110)
+    width = None
     for entry in VIEW_REGISTRY:
-        t = ViewTransform(entry.name, DC, n_patches=3)
-        views = t(_noise(120, 90))
-        assert views.shape[0] == t.n_views == (entry.n_views or 3)
-        feats = views.flatten(1)[:, :6]  # a 6-wide "feature" per view
-        out = {"single": feats[0], "concat": feats.flatten(), "mean": feats.mean(0)}[VIEW_COMBINE[entry.name]]
-        assert out.numel() == 6 * (t.n_views if entry.combine == "concat" else 1)
+        emb = Embedder(EmbeddingConfig(backbone="efficientnet_lite0", view=entry.name, pool="gap", n_patches=3),
+                       device="cpu", num_workers=0)
+        width = width or emb.extractor.dim
+        vec = emb.embed_images([img])
+        n = entry.n_views or 3
+        assert vec.shape == (1, emb.dim) and emb.dim == width * (n if entry.combine == "concat" else 1)
+        assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
+        views = emb.transform(img)  # [V, 3, H, W], the views the Embedder makes
+        per_view = emb.embed_views(views.unsqueeze(1))  # each view alone: [V, width], unit vectors
+        assert per_view.shape == (n, width)
+        rule = {"single": per_view[0], "concat": per_view.reshape(-1), "mean": per_view.mean(0)}[entry.combine]
+        np.testing.assert_allclose(vec[0], rule / np.linalg.norm(rule), atol=1e-5)
     with pytest.raises(ValueError, match="valid views: resize, center, corners, patches"):
         ViewTransform("bogus", DC)
+
+
+def test_corners_starts_with_the_resize_view():
+    """`corners`' first block is the `resize` view: renormalised, it is the `resize` embedding of the same image,
+    and the four corner blocks differ from it (a corners view that repeats one crop fails)."""
+    from painterid.embed.embedding import Embedder, EmbeddingConfig
+
+    img = _noise(300, 200, seed=3)
+    vecs = {v: Embedder(EmbeddingConfig(backbone="efficientnet_lite0", view=v, pool="gap"), device="cpu",
+                        num_workers=0).embed_images([img])[0] for v in ("resize", "corners")}
+    blocks = vecs["corners"].reshape(5, -1)
+    np.testing.assert_allclose(blocks[0] / np.linalg.norm(blocks[0]), vecs["resize"], atol=1e-5)
+    for k in range(1, 5):
+        assert np.abs(blocks[k] - blocks[0]).max() > 1e-3
 
 
 @pytest.mark.parametrize("size", [(300, 100), (100, 300), (32, 32), (10, 7), (40, 33)])

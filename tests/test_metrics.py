@@ -194,10 +194,33 @@ def test_map_at_r_clustered_vs_shuffled():
 
 
 def test_map_at_r_duplicate_embeddings_never_match_self():
-    # Two artists, every painting of an artist has the identical embedding.
-    emb = np.array([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * 3)
-    artists = ["a"] * 3 + ["b"] * 3
-    assert map_at_r(emb, artists) == pytest.approx(1.0)
+    """A painting duplicated across two artists (A1 and B1, the same vector): each of them must find the other,
+    of another artist, first; a k-NN that lets a painting match itself (or drops the duplicate instead of the
+    query) scores 0.8 here instead of the hand-computed 0.15.
+
+    Angles (degrees): A1 0, A2 80, A3 95 (artist a); B1 0, B2 70 (artist b).  Cosine neighbours, AP@R:
+    A1 (R=2): B1, B2 -> 0;  A2 (R=2): B2, A3 -> (1/2)(1/2) = 0.25;  A3 (R=2): A2, B2 -> (1/2)(1) = 0.5;
+    B1 (R=1): A1 -> 0;  B2 (R=1): A2 -> 0.  MAP@R = (0 + 0.25 + 0.5 + 0 + 0) / 5 = 0.15."""
+    deg = np.deg2rad([0.0, 80.0, 95.0, 0.0, 70.0])
+    emb = np.c_[np.cos(deg), np.sin(deg)]
+    artists = ["a", "a", "a", "b", "b"]
+    assert map_at_r(emb, artists) == pytest.approx(0.15)
+    assert map_at_r(emb, artists, metric="euclidean") == pytest.approx(0.15)  # unit vectors: the same order
+
+
+def test_map_at_r_of_overlapping_artists_matches_the_definition():
+    """Clusters that overlap (values strictly between 0 and 1), checked against MAP@R computed by its definition
+    in plain numpy (tests/independent.py): a k-NN that counts the query as its own neighbour, or a wrong R,
+    gives another value."""
+    from tests.independent import map_at_r as reference
+
+    rng = np.random.default_rng(0)
+    emb = np.repeat(rng.normal(size=(6, 16)) * 2, 5, axis=0) + rng.normal(size=(30, 16)) * 1.5
+    artists = [f"a{k}" for k in range(6) for _ in range(5)]
+    expected = reference(emb, artists)
+    assert 0.3 < expected < 0.95
+    assert map_at_r(emb, artists) == pytest.approx(expected)
+    assert map_at_r(emb, artists, metric="euclidean") == pytest.approx(reference(emb, artists, "euclidean"))
 
 
 def test_pair_report_gives_intervals_for_every_threshold_metric():

@@ -34,9 +34,9 @@ def models(tmp_path_factory, small_store):
 
 def test_report_is_self_contained_and_shows_the_hardest_mistakes(models, small_store, tmp_path):
     from painterid.embed.pipeline import labelled
-    from painterid.evaluation.metrics import map_at_r
     from painterid.evaluation.run import evaluate_model
     from painterid.scoring import PairModel
+    from tests.independent import map_at_r as independent_map_at_r
 
     report = tmp_path / "report"
     res = runner.invoke(app, ["evaluate", "--model", str(models["siamese"]), "--data", str(small_store),
@@ -70,7 +70,8 @@ def test_report_is_self_contained_and_shows_the_hardest_mistakes(models, small_s
     # MAP@R of the unseen test paintings (raw embeddings: the siamese score is no dot product); TAR@0.1% FAR
     unseen = result["groups"]["unseen"]
     idx = np.unique(scored["unseen"][0][:, :2])
-    assert unseen["map@r"] == pytest.approx(map_at_r(lab.vectors[idx], [lab.artists[k] for k in idx]))
+    expected = independent_map_at_r(lab.vectors[idx], [lab.artists[k] for k in idx])
+    assert unseen["map@r"] == pytest.approx(expected)
     assert 0.0 < unseen["map@r"] <= 1.0 and "tar@far=0.1%" in unseen
 
 
@@ -116,3 +117,33 @@ def test_table1_prints_ours_beside_the_reports(models, small_store):
                    f"{res['rows'][1]['accuracy']['unseen']:.3f}"):
         assert needle in text, needle
     assert text.index("siamese · efficientnet_lite0") < text.index("Baseline CNN")  # ours first, then theirs
+
+
+@pytest.mark.parametrize("protocol", ["balanced", "natural"])
+def test_evaluate_never_scores_training_paintings_or_validation_artists(models, small_store, protocol):
+    """Leakage would only raise the figures, so it is checked directly: no painting of any test pair is one the
+    model was trained on (its training_set.csv, read here from disk), none is by a validation artist, and the
+    splits are what they say (seen: both artists trained on; unseen: neither)."""
+    import csv as csv_mod
+
+    from painterid.embed.pipeline import labelled
+    from painterid.evaluation.run import evaluate_model
+
+    model_dir = models["cosine"]
+    pm = load_model(model_dir)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    with open(model_dir / "training_set.csv", newline="") as fh:
+        trained_on = {row[0] for row in csv_mod.reader(fh)} - {"sha256"}
+    train_artists, val_artists = set(cfg["artists"]["train"]), set(cfg["artists"]["val"])
+    assert trained_on and val_artists
+    lab = labelled(small_store)
+    _, scored = evaluate_model(pm, lab, protocol=protocol, n_boot=0, return_scores=True)
+    assert sum(len(p) for p, _ in scored.values()) > 0
+    for split, (pairs, _) in scored.items():
+        for i, j, _same in pairs:
+            assert lab.hashes[i] not in trained_on and lab.hashes[j] not in trained_on, split
+            a, b = lab.artists[i], lab.artists[j]
+            assert a not in val_artists and b not in val_artists, split
+            if split != "mixed":  # mixed: every pair of the seen and unseen test paintings together
+                seen = (a in train_artists) + (b in train_artists)
+                assert seen == {"seen": 2, "unseen": 0}[split], (split, a, b)

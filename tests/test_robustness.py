@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -53,7 +54,8 @@ def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
 def assert_one_line_error(code: int, err: str, *needles: str) -> None:
     assert code == 2, err
     assert "Traceback" not in err
-    lines = err.strip().splitlines()
+    progress = re.compile(r"painterid: [\w ]+ \d+/\d+ \w+ \(\d+%")  # lines a non-terminal stderr shows first
+    lines = [ln for ln in err.strip().splitlines() if not progress.match(ln)]
     assert len(lines) == 1 and lines[0].startswith("painterid: error:"), err
     for n in needles:
         assert n in lines[0], (n, lines[0])

@@ -55,3 +55,29 @@ def test_evaluate_within_source_counts_only_pairs_of_one_source(tmp_path):
         group = result["within_source"][name]
         assert group["n_pairs"] == int(same_source.sum()) < len(pairs)
         assert group["n_pos"] == int(pairs[same_source, 2].sum())
+
+
+def test_train_threshold_is_the_best_accuracy_cut_on_validation_pairs_computed_independently(small_store, tmp_path):
+    """train's threshold, checked without the scorer or best_threshold: the validation artists' balanced pairs
+    (as training draws them), scored here as the plain cosine of the unit vectors (cosine, no normaliser), give
+    their best accuracy at the model's threshold, a brute force over every cut.  A threshold chosen on the
+    training artists, on other pairs, or by another criterion (e.g. EER) scores lower here."""
+    import numpy as np
+
+    from painterid.data.pairs import balanced_pairs
+    from painterid.embed.pipeline import labelled
+    from painterid.training import TrainOptions, train_model
+
+    lab = labelled(small_store)
+    model, _, _ = train_model(lab, tmp_path / "m", TrainOptions(method="cosine", normaliser="none",
+                                                                calibration="validation"), val=0.25, test=0.3)
+    val = set(model.artists["val"])
+    idx = [i for i, a in enumerate(lab.artists) if a in val]
+    pairs = balanced_pairs([lab.artists[i] for i in idx], seed=0)
+    assert model.info["validation"]["pairs"] == len(pairs)
+    x = lab.vectors[idx] / np.linalg.norm(lab.vectors[idx], axis=1, keepdims=True)
+    scores = np.einsum("ij,ij->i", x[pairs[:, 0]], x[pairs[:, 1]])
+    y = pairs[:, 2]
+    best = max(np.mean((scores >= c) == y) for c in np.r_[scores, scores.max() + 1])
+    assert np.mean((scores >= model.threshold) == y) == best
+    assert 0.5 < best < 1.0  # a real choice: neither everything nor a perfect split

@@ -42,7 +42,7 @@ MODEL_HELP = "model directory, or a shipped model: default, archive"
 
 
 RUNTIME_HELP = ("auto | onnx | torch: what runs the backbone (auto, or $PAINTERID_RUNTIME: ONNX Runtime on CPU when "
-                "installed, painterid[fast], else torch)")
+                "it is installed, with the 'fast' extra of painterid, else torch)")
 
 
 # Every option with a fixed set of values is an Enum generated from its registry: click checks the value and
@@ -129,8 +129,42 @@ def _device_option():
     return typer.Option(None, callback=check_device, metavar="DEVICE", help=DEVICE_HELP)
 
 
+class _Lines:
+    """Progress as plain lines on a non-terminal stderr (logs, CI, `2> file`): one line at the start and every
+    `step` per cent, with the rate; what a Rich bar shows on a terminal."""
+
+    def __init__(self, label: str, unit: str, step: int = 5):
+        import time
+
+        self.label, self.unit, self.step, self.clock = label, unit, step, time.monotonic
+        self.t0 = self.clock()
+        self.last: int | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, done: int, total: int) -> None:
+        if not total:
+            return
+        pct = int(100 * done / total)
+        mark = pct - pct % self.step
+        if self.last is not None and mark <= self.last:
+            return
+        self.last = mark
+        dt = self.clock() - self.t0
+        rate = f", {done / dt:.1f} {self.unit}/s" if done and dt > 0 else ""
+        print(f"painterid: {self.label} {done}/{total} {self.unit} ({pct}%{rate})", file=sys.stderr, flush=True)
+
+
 def _progress(label: str, unit: str = "img"):
-    """A Rich progress bar with throughput; returns (context manager, callback(done, total))."""
+    """Progress on stderr: a Rich bar with throughput on a terminal, else a plain line every few per cent;
+    returns (context manager, callback(done, total))."""
+    if not err.is_terminal:
+        lines = _Lines(label, unit)
+        return lines, lines.update
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     class Speed(TextColumn):
@@ -139,7 +173,7 @@ def _progress(label: str, unit: str = "img"):
             return Text(f"{task.speed:6.1f} {unit}/s" if task.speed else f"      -- {unit}/s")
 
     prog = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), Speed(""), TimeRemainingColumn(),
-                    console=err, transient=False, disable=not err.is_terminal)
+                    console=err, transient=False)
     task = prog.add_task(label, total=None)
 
     def update(done: int, total: int) -> None:

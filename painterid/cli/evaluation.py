@@ -12,11 +12,14 @@ from rich.table import Table
 from painterid.cli.common import (
     DEFAULT_MODEL,
     MODEL_HELP,
+    RUNTIME_HELP,
     Protocol,
+    Runtime,
     Split,
     _device_option,
     _progress,
     _report_failures,
+    _value,
     app,
     err,
     out,
@@ -39,6 +42,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     report: Optional[Path] = typer.Option(None, help="also write a self-contained HTML report to this directory"),
     device: Optional[str] = _device_option(),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Table 1 of the seed report for one model: accuracy, precision, recall, F1, ROC AUC, EER per split."""
     from painterid.data.pairs import read_pairs_csv
@@ -50,7 +54,7 @@ def evaluate(
     pm = load_model(model)  # a PairModel, or a FusedModel (each painting embedded once per member)
     prog, update = _progress("embedding")
     with prog:
-        lab = model_labelled(data, pm, store_dir=store, progress=update, device=device)
+        lab = model_labelled(data, pm, store_dir=store, progress=update, device=device, runtime=_value(runtime))
     _report_failures(lab.failures)
     pair_rows = None
     if pairs is not None:

@@ -43,6 +43,7 @@ def index_build(
     kind: IndexKind = typer.Option("auto", help=INDEX_KINDS.describe()),
     subcentres: int = typer.Option(1, min=1, help="prototypes per artist (for styles that changed over time)"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Index every painting and per-artist prototypes; the open-set threshold is set from the data."""
     from painterid.scoring.fusion import single_backbone
@@ -52,7 +53,8 @@ def index_build(
     prog, update = _progress("embedding")
     with prog:
         index, failures = build_index(data, out_dir, _embedding_config(backbone, view, pool, None), kind=kind.value,
-                                      n_subcentres=subcentres, store_dir=store, progress=update)
+                                      n_subcentres=subcentres, store_dir=store, progress=update,
+                                      runtime=_value(runtime))
     _report_failures(failures)
     err.print(f"indexed {index.n} paintings of {len(index.prototype_artists)} artists ({index.kind}) in {out_dir}; "
               f"open-set threshold {index.config['open_set']['threshold']:.3f}")

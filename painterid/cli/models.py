@@ -35,6 +35,7 @@ def cohort_set(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="write the model with its new cohort here instead"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
     device: Optional[str] = _device_option(),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Replace a model's cohort (e.g. by your own archive); its normalisers are refitted on it.
 
@@ -44,7 +45,8 @@ def cohort_set(
     _refuse_shipped(model, out_dir)
     prog, update = _progress("embedding")
     with prog:
-        pm, failures = set_cohort(model, data, store_dir=store, progress=update, device=device, out=out_dir)
+        pm, failures = set_cohort(model, data, store_dir=store, progress=update, device=device, out=out_dir,
+                                  runtime=_value(runtime))
     _report_failures(failures)
     info = pm.cohort_info["from"][0]
     err.print(f"{out_dir or model}: cohort of {len(pm.cohort)} paintings from {data} (left out "

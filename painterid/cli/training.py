@@ -118,6 +118,7 @@ def train(
     tune: bool = typer.Option(False, "--tune", help="try learning rates × hidden widths; keep the best on "
                               "validation artists (heads over embeddings)"),
     device: Optional[str] = _device_option(),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Train a pair scorer on artist-disjoint splits; the threshold is chosen on validation artists."""
     from painterid.data.splits import read_split, split_indices
@@ -130,7 +131,7 @@ def train(
                         normaliser=normaliser, calibration=calibration.value, seed=seed)
     if backbone and "," in backbone:  # a fused model; each name checked against the registry first
         return _train_fused(data, out_dir, backbone, (view, pool, weights, input_size), store, opts,
-                            (val_artists, test_artists, holdout), precomputed, tune, cohort, device)
+                            (val_artists, test_artists, holdout), precomputed, tune, cohort, device, _value(runtime))
     if entry.from_images:  # the backbone itself, from image files (its own options, as before)
         opts = TrainOptions(method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, normaliser=normaliser,
                             seed=seed)
@@ -140,18 +141,17 @@ def train(
     prog, update = _progress("embedding")
     with prog:
         lab = labelled(data, _embedding_config(backbone, view, pool, weights, input_size), store_dir=store,
-                       progress=update, device=device)
+                       progress=update, device=device, runtime=_value(runtime))
     _report_failures(lab.failures)
-    if precomputed is not None:
-        precomputed = split_indices(precomputed, lab.names, lab.artists)
-    cohorts = _labelled_cohorts(cohort or [], lab.embedding, device)
+    precomputed = None if precomputed is None else split_indices(precomputed, lab.names, lab.artists)
+    cohorts = _labelled_cohorts(cohort or [], lab.embedding, device, _value(runtime))
     model, history, split = train_model(lab, out_dir, opts, val=val_artists, test=test_artists, holdout=holdout,
                                         log=_log_epoch, split=precomputed, tune=tune, cohort=cohorts)
     _print_saved(out_dir, f"{method.value}, normaliser {model.normaliser}", model, split)
 
 
 def _train_fused(data: Path, out_dir: Path, backbones: str, embedding: tuple, store, opts, fractions: tuple,
-                 precomputed, tune: bool, cohort, device) -> None:
+                 precomputed, tune: bool, cohort, device, runtime: str | None = None) -> None:
     """train --backbone a,b[,c]: one member per backbone on one split, fused on the validation artists."""
     from painterid.embed.pipeline import member_labelled
     from painterid.scoring.fusion import parse_backbones
@@ -167,9 +167,9 @@ def _train_fused(data: Path, out_dir: Path, backbones: str, embedding: tuple, st
     prog, update = _progress("embedding")
     with prog:
         labs = member_labelled(data, [_embedding_config(b, view, pool, None, input_size) for b in members],
-                               store_dir=store, progress=update, device=device, names=members)
+                               store_dir=store, progress=update, device=device, names=members, runtime=runtime)
     _report_failures(labs[0].failures)
-    cohorts = [_labelled_cohorts(cohort, lab.embedding, device) for lab in labs] if cohort else None
+    cohorts = [_labelled_cohorts(cohort, lab.embedding, device, runtime) for lab in labs] if cohort else None
 
     def member_done(name, model, history) -> None:
         err.print(f"member {name}: {opts.method}, normaliser {model.normaliser}, validation AUC "
@@ -201,7 +201,7 @@ def _train_from_images(data: Path, out_dir: Path, opts, config, fractions: tuple
                  model, split)
 
 
-def _labelled_cohorts(cohort: list[Path], embedding, device) -> list:
+def _labelled_cohorts(cohort: list[Path], embedding, device, runtime: str | None = None) -> list:
     """[(Labelled, where), ...] of each --cohort DATA|STORE, embedded like the training data."""
     from painterid.embed.pipeline import labelled
 
@@ -209,7 +209,7 @@ def _labelled_cohorts(cohort: list[Path], embedding, device) -> list:
     for c in cohort:
         cprog, update = _progress(f"cohort {c.name}")
         with cprog:
-            clab = labelled(c, embedding, progress=update, device=device)
+            clab = labelled(c, embedding, progress=update, device=device, runtime=runtime)
         _report_failures(clab.failures)
         cohorts.append((clab, c))
     return cohorts

@@ -282,13 +282,49 @@ def _hash_new_files(files: list[str], have_paths: set[str]) -> tuple[list[int], 
     return todo, hashes, failures
 
 
+def _reuse(store, files, hashes, todo, artists, names, sources, cache) -> list[int]:
+    """Copy into the store the vectors of content it (or the shared content cache) already holds; returns the
+    indices of ``todo`` still to embed."""
+    from painterid.store.feature_store import Row
+
+    known = store.by_hash()
+    own = [i for i in todo if hashes[i] in known]
+    if own:
+        store.append([Row(files[i], hashes[i], artists[i], names[i], sources[i]) for i in own],
+                     store.vectors[[known[hashes[i]] for i in own]])
+    todo = [i for i in todo if hashes[i] not in known]
+    where = cache.lookup([hashes[i] for i in todo]) if cache is not None and todo else np.full(len(todo), -1)
+    hit = [(i, w) for i, w in zip(todo, where) if w >= 0]
+    if hit:
+        store.append([Row(files[i], hashes[i], artists[i], names[i], sources[i]) for i, _ in hit],
+                     cache.vectors[[w for _, w in hit]])
+    return [i for i, w in zip(todo, where) if w < 0]
+
+
+def _share(cache, rows, vectors) -> None:
+    """Add freshly embedded vectors to the shared content cache (a failure costs the cache entry, nothing else)."""
+    from painterid.core.errors import PainterIDError
+    from painterid.store.feature_store import Row
+
+    if cache is None or not rows:
+        return
+    try:
+        cache.append([Row(r.path, r.sha256) for r in rows], vectors)
+    except (OSError, PainterIDError):
+        pass
+
+
 def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder, artists: Sequence[str] | None = None,
                   names: Sequence[str] | None = None, sources: Sequence[str] | None = None,
-                  commit_every: int = 256, progress: Callable[[int, int], None] | None = None):
+                  commit_every: int = 256, progress: Callable[[int, int], None] | None = None,
+                  shared: bool = True):
     """Embed the files the store lacks, committing every `commit_every`; returns the failures.
 
-    A file whose content is already in the store (same sha256) is not recomputed: its vector is reused.
+    A file whose content is already in the store, or (``shared``) in the content cache every command shares
+    (painterid.store.cache.content_cache), is not recomputed: its vector is reused; what is embedded is added to
+    that cache.  Only the files left are given to the embedder.
     """
+    from painterid.store.cache import content_cache
     from painterid.store.feature_store import Row
 
     store.runtime = getattr(embedder, "runtime", None)
@@ -299,26 +335,20 @@ def embed_dataset(store, files: Sequence[str | os.PathLike], embedder: Embedder,
     sources = list(sources) if sources is not None else [""] * n
 
     todo, hashes, failures = _hash_new_files(files, {r.path for r in store.rows})
+    cache = content_cache(embedder.fingerprint) if shared else None
+    if cache is not None:
+        cache.runtime = store.runtime
+    todo = _reuse(store, files, hashes, todo, artists, names, sources, cache)
     done = n - len(todo) - len(failures)
     if progress:
         progress(done, n)
-
-    # Content already embedded under another path: copy the vector.
-    known = store.by_hash()
-    reuse = [i for i in todo if hashes[i] in known]
-    if reuse:
-        rows = [Row(files[i], hashes[i], artists[i], names[i], sources[i]) for i in reuse]
-        store.append(rows, store.vectors[[known[hashes[i]] for i in reuse]])
-        done += len(reuse)
-        if progress:
-            progress(done, n)
-    todo = [i for i in todo if hashes[i] not in known]
-
     pend_rows, pend_vecs = [], []
 
     def flush():
         if pend_rows:
-            store.append(list(pend_rows), np.concatenate(pend_vecs))
+            vecs = np.concatenate(pend_vecs)
+            store.append(list(pend_rows), vecs)
+            _share(cache, pend_rows, vecs)
             pend_rows.clear()
             pend_vecs.clear()
 

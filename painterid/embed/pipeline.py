@@ -15,7 +15,7 @@ from painterid.core.errors import DataError
 from painterid.core.io import check_config_match
 from painterid.core.locations import cache_dir  # noqa: F401 (re-exported: painterid.embed.pipeline.cache_dir)
 from painterid.data.datasets import Dataset, discover
-from painterid.embed.embedding import Embedder, EmbeddingConfig, embed_dataset, embedder_for
+from painterid.embed.embedding import Embedder, EmbeddingConfig, embed_dataset
 from painterid.store.feature_store import FeatureStore
 
 
@@ -53,10 +53,31 @@ def embed_data(data: str | Path, embedder: Embedder, store_dir: str | Path | Non
     return store, dataset, failures
 
 
+def data_embedder(embedding: dict | EmbeddingConfig | None = None, base_dir: str | Path | None = None, device=None,
+                  runtime: str | None = None, batch_size: int = 16, num_workers: int | None = None):
+    """The embedder of an EmbeddingConfig or of an artefact's fingerprint dict on ``runtime`` (auto | onnx | torch:
+    painterid.embed.runtime.make_embedder, the choice `compare` makes too); a fingerprint this machine's backbone
+    would not reproduce is refused."""
+    from painterid.embed.runtime import export_request, make_embedder, request_from_fingerprint
+
+    if isinstance(embedding, dict):
+        request = request_from_fingerprint(embedding, base_dir)
+    else:
+        c = embedding or EmbeddingConfig()
+        request = export_request(c.backbone, c.view, c.pool, c.n_patches, c.weights, c.input_size)
+    embedder = make_embedder(request, device=device, runtime=runtime, batch_size=batch_size, num_workers=num_workers)
+    if isinstance(embedding, dict):
+        check_config_match(embedder.fingerprint, embedding, what="this machine's backbone",
+                           fix="install the weights the model was made with")
+    return embedder
+
+
 def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None = None,
              store_dir: str | Path | None = None, progress=None, device=None, batch_size: int = 16,
-             num_workers: int | None = None, base_dir: str | Path | None = None) -> Labelled:
-    """Vectors and artists of DATA (embedding what is missing) or of an existing STORE.
+             num_workers: int | None = None, base_dir: str | Path | None = None,
+             runtime: str | None = None) -> Labelled:
+    """Vectors and artists of DATA (embedding what is missing, on ``runtime``: `data_embedder`) or of an existing
+    STORE.
 
     ``base_dir``: the model directory a dict ``embedding`` came from (its relative weights file lives there).
     """
@@ -72,11 +93,7 @@ def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None
         return Labelled(store.vectors, [r.artist for r in rows], [r.name for r in rows], [r.sha256 for r in rows],
                         [r.source for r in rows] if any(r.source for r in rows) else None, store.embedding,
                         paths=[r.path for r in rows])
-    if isinstance(embedding, dict):
-        embedder = embedder_for(embedding, base_dir, device=device, batch_size=batch_size, num_workers=num_workers)
-    else:
-        embedder = Embedder(embedding or EmbeddingConfig(), device=device, batch_size=batch_size,
-                            num_workers=num_workers)
+    embedder = data_embedder(embedding, base_dir, device, runtime, batch_size, num_workers)
     store, dataset, failures = embed_data(path, embedder, store_dir, progress=progress)
     where = store.select([str(f) for f in dataset.files])
     ok = where >= 0
@@ -105,14 +122,16 @@ def aligned(labs: list[Labelled]) -> list[Labelled]:
 
 
 def member_labelled(data: str | Path, embeddings: list, store_dir: str | Path | None = None, progress=None,
-                    device=None, base_dirs: list | None = None, names: list[str] | None = None) -> list[Labelled]:
+                    device=None, base_dirs: list | None = None, names: list[str] | None = None,
+                    runtime: str | None = None) -> list[Labelled]:
     """Labelled of DATA under each of a fused model's embeddings, aligned (`aligned`); each embedding keeps its
     own store (`store_dir`/NAME when given, else the cache). A feature store holds one embedding: refused."""
     if FeatureStore.is_store(Path(data)):
         raise DataError(f"{data}: a feature store holds one embedding; a fused model needs the DATA folder")
     names = names or [str(i) for i in range(len(embeddings))]
     labs = [labelled(data, emb, store_dir=None if store_dir is None else Path(store_dir) / name,
-                     progress=progress, device=device, base_dir=None if base_dirs is None else base_dirs[i])
+                     progress=progress, device=device, base_dir=None if base_dirs is None else base_dirs[i],
+                     runtime=runtime)
             for i, (emb, name) in enumerate(zip(embeddings, names))]
     failures = [f for lab in labs for f in lab.failures]
     labs = aligned(labs)
@@ -121,15 +140,15 @@ def member_labelled(data: str | Path, embeddings: list, store_dir: str | Path | 
 
 
 def model_labelled(data: str | Path, model, store_dir: str | Path | None = None, progress=None,
-                   device=None) -> Labelled:
+                   device=None, runtime: str | None = None) -> Labelled:
     """Vectors of DATA for a model: its embedding's, or for a fused model (scoring.fusion) its members'
     embeddings side by side (member 0's columns first), over the paintings every member could read."""
     members = getattr(model, "members", None)
     if not members:
         return labelled(data, model.embedding, store_dir=store_dir, progress=progress, device=device,
-                        base_dir=model.root)
+                        base_dir=model.root, runtime=runtime)
     labs = member_labelled(data, [m.embedding for m in members], store_dir, progress, device,
-                           [m.root for m in members], list(model.names))
+                           [m.root for m in members], list(model.names), runtime=runtime)
     first = labs[0]
     return Labelled(np.hstack([lab.vectors for lab in labs]).astype(np.float32), first.artists, first.names,
                     first.hashes, first.sources, {"fused": [lab.embedding for lab in labs]}, first.failures,

@@ -1,6 +1,8 @@
 """Which runtime embeds images: ONNX Runtime on CPU (numpy + Pillow, torch never imported) or torch.
 
-``make_embedder(...)`` is what `compare`, `identify` and `embed` call.  ``runtime``:
+``make_embedder(...)`` is what every embedding command calls (`compare`, `identify`, `embed`, and through
+:func:`painterid.embed.pipeline.data_embedder` `index build`, `evaluate`, `train`, `cohort set`, `calibrate`).
+``runtime``:
 
 * ``torch``: :class:`painterid.embed.embedding.Embedder` (training, CUDA, any backbone);
 * ``onnx``: :class:`OnnxEmbedder`: the backbone plus pooling exported once to ONNX

@@ -45,7 +45,7 @@ def combine(parts: list[tuple[np.ndarray, dict, list[str], str]]) -> tuple[np.nd
 
 
 def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None, progress=None, device=None,
-               out: str | Path | None = None):
+               out: str | Path | None = None, runtime: str | None = None):
     """Replace the cohort of the model in `model_dir` by the paintings of DATA|STORE; rewrite it atomically (or
     write the result to `out`, leaving `model_dir` as it was).
 
@@ -58,7 +58,7 @@ def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None,
     model_dir = Path(model_dir)
     model = single_model(model_dir, "cohort set")  # fused: its standardisers depend on the members' cohorts
     lab = labelled(data_or_store, model.embedding, store_dir=store_dir, progress=progress, device=device,
-                   base_dir=model.root)
+                   base_dir=model.root, runtime=runtime)
     artists = model.artists or {}
     vecs, info, hashes = select_cohort(lab, list(artists.get("val", [])) + list(artists.get("test", [])))
     if len(vecs) < 2:

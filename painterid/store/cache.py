@@ -1,7 +1,7 @@
 """painterid's cache of feature stores: where it is, what it holds, compacting and clearing it.
 
-The cache ($PAINTERID_CACHE, default ~/.cache/painterid) holds `embeddings/KEY/` (the compare cache, one store per
-embedding), `stores/KEY/` (the embeddings of data sets that `train`, `evaluate`, `index build` and `submit`
+The cache ($PAINTERID_CACHE, default ~/.cache/painterid) holds `embeddings/KEY/` (the content cache: vectors by
+sha256, one store per embedding, that every embedding command looks up first and adds to: `content_cache`), `stores/KEY/` (the embeddings of data sets that `train`, `evaluate`, `index build` and `submit`
 read) and `patches/KEY/` (per-patch vectors, one .npy per painting, that a `selfsup` normaliser is trained on). Every function here also takes any store directory instead (`--store DIR`).
 """
 
@@ -15,6 +15,29 @@ from painterid.core.locking import locked
 from painterid.store.feature_store import FeatureStore, store_info
 
 SUBDIRS = ("embeddings", "stores")
+
+
+def content_cache(fingerprint) -> FeatureStore | None:
+    """The store of vectors by content hash for one embedding (`embeddings/KEY/`; None when $PAINTERID_NO_CACHE is
+    set or it cannot be opened).  Every command that embeds looks a file's sha256 up here first and adds what it
+    embedded, so `compare`, `embed`, `index build`, `train`... never embed the same content twice, whatever folder
+    or data set it comes from.  One row per content hash; any number of processes may read and add to it at once
+    (docs/CONCURRENCY.md)."""
+    import hashlib
+    import json
+    import os
+
+    from painterid.core.errors import PainterIDError
+    from painterid.core.io import FINGERPRINT_KEYS
+
+    if os.environ.get("PAINTERID_NO_CACHE"):
+        return None
+    key = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
+    root = cache_root() / "embeddings" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    try:
+        return FeatureStore.create_or_open(root, dict(fingerprint), unique="sha256")
+    except (PainterIDError, OSError):
+        return None  # an unusable cache must never stop a command
 
 
 def cache_root() -> Path:

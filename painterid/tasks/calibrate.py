@@ -66,7 +66,7 @@ def csv_pairs(model, path: str | Path, device=None, runtime: str | None = None) 
 
 
 def data_pairs(model, data: str | Path, store_dir=None, progress=None, device=None,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict, list]:
+               seed: int = 0, runtime: str | None = None) -> tuple[np.ndarray, np.ndarray, dict, list]:
     """(vectors, balanced pairs, what was left out, unreadable images) of a labelled DATA folder or STORE.
 
     Paintings without an artist, and those the model was trained on (their scores are those of seen paintings),
@@ -74,7 +74,7 @@ def data_pairs(model, data: str | Path, store_dir=None, progress=None, device=No
     from painterid.data.pairs import balanced_pairs
     from painterid.embed.pipeline import model_labelled
 
-    lab = model_labelled(data, model, store_dir=store_dir, progress=progress, device=device)
+    lab = model_labelled(data, model, store_dir=store_dir, progress=progress, device=device, runtime=runtime)
     trained = set(model.train_hashes)
     keep = [i for i, (a, h) in enumerate(zip(lab.artists, lab.hashes)) if a and h not in trained]
     left = {"unlabelled_paintings": sum(1 for a in lab.artists if not a),
@@ -152,7 +152,7 @@ def calibrate(model_dir: str | Path, pairs_or_data: str | Path, out: str | Path 
         vectors, rows = csv_pairs(model, source, device=device, runtime=runtime)
         left, failures = {}, []
     elif source.is_dir():
-        vectors, rows, left, failures = data_pairs(model, source, store_dir, progress, device, seed)
+        vectors, rows, left, failures = data_pairs(model, source, store_dir, progress, device, seed, runtime)
     else:
         raise DataError(f"{source}: no such pairs CSV or DATA folder")
     check_pairs(rows[:, 2], str(source))

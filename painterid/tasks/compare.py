@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +10,11 @@ from painterid.core.errors import ImageError, PainterIDError
 
 
 def embedding_cache(fingerprint: dict):
-    """The FeatureStore that caches embeddings of compared files by content hash (None when disabled).
+    """The FeatureStore that caches embeddings of compared files by content hash (None when disabled): the one
+    content cache every embedding command shares (painterid.store.cache.content_cache)."""
+    from painterid.store.cache import content_cache
 
-    One row per content hash; any number of processes may read and add to it at once (docs/CONCURRENCY.md)."""
-    if os.environ.get("PAINTERID_NO_CACHE"):
-        return None
-    from painterid.core.io import FINGERPRINT_KEYS
-    from painterid.core.locations import cache_dir
-    from painterid.store.feature_store import FeatureStore
-
-    key = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
-    root = cache_dir() / "embeddings" / hashlib.sha256(key.encode()).hexdigest()[:16]
-    try:
-        return FeatureStore.create_or_open(root, fingerprint, unique="sha256")
-    except (PainterIDError, OSError):
-        return None  # an unusable cache must never stop a comparison
+    return content_cache(fingerprint)
 
 
 def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Path | None = None,
