@@ -1,0 +1,75 @@
+"""Fit a model's set calibration (MODEL/sets.json, scoring.setcal) on labelled paintings of held-out artists.
+
+The shipped models fit it on their validation and test artists of ../shared/paintings (models/fit_sets.py):
+artists the model never trained on and its cohort leaves out. `painterid calibrate MODEL --data LABELLED
+--references 1,2,3,5` fits it on a user's own collection: every artist that is not one of the model's training
+artists, paintings it was trained on left out. The trials are the set protocol's (evaluation.sets.set_trials),
+pooled over a few seeds; the calibration error is measured out of fold (crossfit by artist) and recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from painterid.core.errors import DataError
+
+#: the aggregates sets.json calibrates (those that need no images: verify's fast path)
+CALIBRATED = ("mean", "max", "top2", "centroid", "znorm-mean", "znorm-top2", "artist-lr")
+DEFAULT_KS = (1, 2, 3, 5, 10)
+
+
+def held_out_indices(lab, model, artists: Sequence[str] | None = None) -> list[int]:
+    """Paintings of `artists` (default: every artist but the model's training artists), not trained on."""
+    train = set((model.artists or {}).get("train", []))
+    trained = set(model.train_hashes)
+    want = None if artists is None else set(artists)
+    return [i for i, (a, h) in enumerate(zip(lab.artists, lab.hashes))
+            if a and h not in trained and (a in want if want is not None else a not in train)]
+
+
+def collect_scores(model, vectors, artists, held, ks, aggregates, seeds=(0, 1, 2)) -> dict:
+    """{K: (scores {aggregate: [T]}, labels [T], questioned artist of each trial)} over `seeds`."""
+    from painterid.evaluation.sets import TrialScorer, set_trials
+    from painterid.scoring.sets import SET_AGGREGATES
+
+    scorer = TrialScorer(model, vectors)
+    out = {}
+    for k in ks:
+        trials = [t for s in seeds for t in set_trials(artists, held, k, s)]
+        y = np.array([t[2] for t in trials], dtype=int)
+        if len(trials) < 4 or len(np.unique(y)) < 2:
+            continue
+        aggs = [a for a in aggregates if SET_AGGREGATES.get(a).min_k <= k]
+        out[k] = (scorer.scores(trials, aggs), y, [t[3] for t in trials])
+    if not out:
+        raise DataError("no artist has enough held-out paintings for a set trial (an artist with at least 2 "
+                        "paintings and another with at least 1)")
+    return out
+
+
+def fit_sets(model_dir: str | Path, data_or_store: str | Path, ks: Sequence[int] = DEFAULT_KS,
+             default: str = "mean", aggregates: Sequence[str] = CALIBRATED, artists: Sequence[str] | None = None,
+             store_dir=None, progress=None, device=None):
+    """Fit and write MODEL/sets.json from DATA|STORE; returns (SetCalibration, out-of-fold measures per K)."""
+    from painterid.embed.pipeline import labelled
+    from painterid.evaluation.sets import k_metrics
+    from painterid.scoring.loading import single_model
+    from painterid.scoring.setcal import fit_set_calibration
+
+    model = single_model(model_dir, "set calibration")
+    lab = labelled(data_or_store, model.embedding, store_dir=store_dir, progress=progress, device=device,
+                   base_dir=model.root)
+    held = held_out_indices(lab, model, artists)
+    per_k = collect_scores(model, lab.vectors, lab.artists, held, ks, list(aggregates))
+    measured = {str(k): k_metrics(sc, y, g) for k, (sc, y, g) in per_k.items()}
+    by = {a: {k: (sc[a], y) for k, (sc, y, _) in per_k.items() if a in sc} for a in aggregates}
+    info = {"data": str(data_or_store), "held_out_paintings": len(held),
+            "held_out_artists": len({lab.artists[i] for i in held}),
+            "measured_out_of_fold": {k: {"auc": m["auc"].get(default), "auc_one_reference": m["auc"]["one"],
+                                         **m["forensic"].get(default, {})} for k, m in measured.items()}}
+    cal = fit_set_calibration(by, default, info)
+    cal.save(model_dir)
+    return cal, measured
