@@ -138,3 +138,46 @@ def pooled_scores(rows: list[tuple[dict[str, np.ndarray], np.ndarray, list]]) ->
     keys = list(rows[0][0])
     return ({a: np.concatenate([r[0][a] for r in rows]) for a in keys}, np.concatenate([r[1] for r in rows]),
             [g for r in rows for g in r[2]])
+
+
+def evaluate_sets(model, lab, ks: Sequence[int], seed: int = 0, aggregate: str | None = None) -> dict:
+    """`painterid evaluate --references K,...`: the set protocol on the unseen-artist test paintings of `lab`,
+    scored with the model's calibrated LR (MODEL/sets.json): per K the AUC of the set score, of the naive max and
+    of one reference on the same trials, and Cllr / min Cllr / EER / TAR at 1% FAR of its log10 LR, ECE of p."""
+    from painterid.evaluation.run import test_indices
+    from painterid.scoring.forensic import forensic_metrics
+    from painterid.scoring.metrics import probability_metrics, roc_auc
+    from painterid.scoring.setcal import load_set_calibration, posterior
+
+    cal = load_set_calibration(model.root)
+    agg = aggregate or cal.default
+    train = set((model.artists or {}).get("train", []))
+    held = [int(i) for i in test_indices(model, lab.hashes, list(lab.artists)) if lab.artists[i] not in train]
+    scorer = TrialScorer(model, lab.vectors)
+    out: dict = {"aggregate": agg, "held_out_paintings": len(held), "per_k": {}, "llr": {}}
+    for k in ks:
+        trials = set_trials(lab.artists, held, k, seed)
+        y = np.array([t[2] for t in trials], dtype=int)
+        if len(trials) < 4 or len(np.unique(y)) < 2:
+            out["per_k"][str(k)] = {"trials": len(trials), "skipped": f"fewer than two held-out artists with "
+                                    f"{k + 1}+ and {k}+ paintings"}
+            continue
+        s = scorer.scores(trials, sorted({agg, "max"}))
+        z, used = cal.log10_lr(agg, k, s[agg])
+        out["per_k"][str(k)] = {"auc": roc_auc(s[agg], y), "auc_max": roc_auc(s["max"], y),
+                                "auc_one_reference": roc_auc(s["one"], y), "calibrated_at_k": used,
+                                **forensic_metrics(z, s[agg], y),
+                                "ece": probability_metrics(posterior(z, 0.5), y)["ece"]}
+        out["llr"][str(k)] = (z, y)
+    return out
+
+
+def parse_ks(text: str) -> list[int]:
+    """"1,3,5" -> [1, 3, 5]; anything else is a one-line user error."""
+    try:
+        ks = sorted({int(x) for x in str(text).split(",") if x.strip()})
+    except ValueError:
+        ks = []
+    if not ks or ks[0] < 1:
+        raise DataError(f"--references takes numbers of references >= 1, like 1,3,5 (got {text!r})")
+    return ks

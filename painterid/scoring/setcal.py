@@ -8,7 +8,7 @@ different-artist), so its logit is the natural log of the likelihood ratio
 
 p(same artist) at a prior π is then sigmoid(ln LR + logit π). A K that was not fitted uses the largest fitted K
 below it (or the smallest above), and says which. Written by `models/fit_sets.py` (the shipped models) or
-`painterid calibrate MODEL --data LABELLED --references K,...` (a user's own collection).
+`painterid calibrate MODEL DATA --references K,...` (a user's own collection).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class SetCalibration:
         table = self.per_k.get(aggregate)
         if not table:
             raise PainterIDError(f"the set calibration has no {aggregate!r} aggregate; calibrated: "
-                                 f"{', '.join(self.per_k)} (refit: painterid calibrate MODEL --data LABELLED "
+                                 f"{', '.join(self.per_k)} (refit: painterid calibrate MODEL LABELLED_DATA "
                                  "--references 1,2,3,5)")
         below = [kk for kk in table if kk <= k]
         used = max(below) if below else min(table)
@@ -117,5 +117,5 @@ def load_set_calibration(model_dir: str | Path) -> SetCalibration:
     path = Path(model_dir) / SETS_FILE
     if not path.is_file():
         raise ArtefactError(f"{model_dir}: this model has no set calibration ({SETS_FILE}); fit one on labelled "
-                            f"paintings: painterid calibrate {model_dir} --data LABELLED --references 1,2,3,5")
+                            f"paintings: painterid calibrate {model_dir} LABELLED_DATA --references 1,2,3,5")
     return SetCalibration.from_json(read_json(path, "set calibration"), str(path))

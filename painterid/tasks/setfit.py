@@ -19,6 +19,8 @@ from painterid.core.errors import DataError
 #: the aggregates sets.json calibrates (those that need no images: verify's fast path)
 CALIBRATED = ("mean", "max", "top2", "centroid", "znorm-mean", "znorm-top2", "artist-lr")
 DEFAULT_KS = (1, 2, 3, 5, 10)
+#: the set score verify uses unless told (decided on both protocols: bench/sets.py, docs/results/screening.md)
+DEFAULT_AGGREGATE = "centroid"
 
 
 def held_out_indices(lab, model, artists: Sequence[str] | None = None) -> list[int]:
@@ -73,3 +75,23 @@ def fit_sets(model_dir: str | Path, data_or_store: str | Path, ks: Sequence[int]
     cal = fit_set_calibration(by, default, info)
     cal.save(model_dir)
     return cal, measured
+
+
+def refit_sets(model_dir: str | Path, data_or_store: str | Path, ks: Sequence[int], out: str | Path | None = None,
+               **kwargs):
+    """`painterid calibrate MODEL DATA --references K,...`: the model (copied to `out` first, atomically, when
+    given) gets a sets.json fitted on DATA; keeps the model's default aggregate. Returns (where, calibration,
+    out-of-fold measures per K)."""
+    import shutil
+
+    from painterid.core.io import atomic_dir
+    from painterid.scoring.setcal import SETS_FILE, load_set_calibration
+
+    model_dir = Path(model_dir)
+    default = load_set_calibration(model_dir).default if (model_dir / SETS_FILE).is_file() else DEFAULT_AGGREGATE
+    if out is None:
+        return (model_dir, *fit_sets(model_dir, data_or_store, ks, default=default, **kwargs))
+    with atomic_dir(out) as tmp:
+        shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
+        cal, measured = fit_sets(tmp, data_or_store, ks, default=default, **kwargs)
+    return Path(out), cal, measured
