@@ -63,12 +63,7 @@ def evaluate(
                                     n_boot=bootstrap, return_scores=True)
     result["model"] = str(model)
     result["data"] = str(data)
-    llr = None
-    if references:
-        from painterid.evaluation.sets import evaluate_sets, parse_ks
-
-        result["sets"] = evaluate_sets(pm, lab, parse_ks(references), seed=seed)
-        llr = result["sets"].pop("llr")
+    llr = _set_protocol(pm, lab, references, seed, result) if references else None
     if report is not None:
         from painterid.evaluation.report import write_report
 
@@ -90,6 +85,14 @@ def evaluate(
         out.print(table)
     if "sets" in result:
         out.print(sets_table(result["sets"], model.name))
+
+
+def _set_protocol(pm, lab, references: str, seed: int, result: dict) -> dict:
+    """`evaluate --references`: the set protocol's rows into `result["sets"]`; returns the log10 LRs per K."""
+    from painterid.evaluation.sets import evaluate_sets, parse_ks
+
+    result["sets"] = evaluate_sets(pm, lab, parse_ks(references), seed=seed)
+    return result["sets"].pop("llr")
 
 
 def sets_table(sets: dict, name: str) -> Table:

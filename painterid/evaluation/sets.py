@@ -128,6 +128,8 @@ def k_metrics(scores: dict[str, np.ndarray], y: np.ndarray, groups: Sequence) ->
         row["auc"][a] = float(roc_auc(s, y))
         if a == "one":
             continue
+        if len(set(groups)) < 2:
+            continue  # nothing to calibrate out of fold
         z = crossfit_log10_lr(s, y, groups)
         row["forensic"][a] = {**forensic_metrics(z, s, y), "ece": probability_metrics(posterior(z, 0.5), y)["ece"]}
     return row
