@@ -127,18 +127,23 @@ def _not_in(pop: np.ndarray, vecs: np.ndarray) -> np.ndarray:
 
 
 def make_trials(model, questioned: np.ndarray, refs: np.ndarray, population: np.ndarray | None = None,
-                q_patches: np.ndarray | None = None, ref_patches: np.ndarray | None = None) -> list[SetTrial]:
-    """One SetTrial per questioned vector against the same references, every score through `model`."""
+                q_patches: np.ndarray | None = None, ref_patches: np.ndarray | None = None,
+                aggregate: str | None = None) -> list[SetTrial]:
+    """One SetTrial per questioned vector against the same references, every score through `model`; with
+    `aggregate`, only what that aggregate reads besides the pair scores is computed (verify's fast path)."""
     refs = np.asarray(refs, dtype=np.float32)
-    pair, head = pair_matrix(model, questioned, refs)
+    agg = None if aggregate is None else SET_AGGREGATES.get(aggregate)
     centre = refs.mean(axis=0, keepdims=True)
-    cent, _ = pair_matrix(model, questioned, centre)
-    pop = None if population is None else _not_in(population, np.vstack([refs, questioned]))
-    pop_pair = None if pop is None or len(pop) < 2 else pair_matrix(model, pop, refs)[0]
+    both, head = pair_matrix(model, questioned, np.vstack([refs, centre]))  # the questioned side's CSLS once
+    pair, cent, head = both[:, :-1], both[:, -1], head[:, :-1]
+    pop_pair = pt = None
+    if population is not None and (agg is None or agg.needs_population):
+        pop = _not_in(population, np.vstack([refs, questioned]))
+        pop_pair = None if len(pop) < 2 else pair_matrix(model, pop, refs)[0]
+        pt = model.transform(pop)
     qt, rt = model.transform(questioned), model.transform(refs)
-    pt = None if pop is None else model.transform(pop)
     rp = None if ref_patches is None else ref_patches.reshape(-1, ref_patches.shape[-1])
-    return [SetTrial(pair[i], head[i], pop_pair, qt[i], rt, pt, float(cent[i, 0]),
+    return [SetTrial(pair[i], head[i], pop_pair, qt[i], rt, pt, float(cent[i]),
                      None if q_patches is None else q_patches[i], rp) for i in range(len(questioned))]
 
 

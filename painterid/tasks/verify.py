@@ -128,7 +128,7 @@ def verify_one(model, cal, aggregate: str, q_path: Path, q_hash: str | None, q_v
     if not len(keep):
         raise DataError(f"{q_path}: its only reference is itself (same content); nothing left to compare with")
     qp, rp = (None, None) if patches is None else patches(q_path, [refs.paths[i] for i in keep])
-    trial = make_trials(model, q_vec[None], refs.vectors[keep], population, qp, rp)[0]
+    trial = make_trials(model, q_vec[None], refs.vectors[keep], population, qp, rp, aggregate)[0]
     score = set_score(aggregate, trial)
     z, k_used = cal.log10_lr(aggregate, len(keep), np.array([score]))
     p = float(posterior(z, prior)[0])
