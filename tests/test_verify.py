@@ -111,6 +111,11 @@ def test_bad_inputs_are_refused(model, works, tmp_path, small_store):
         verify([works[a][0]], model, references=[works[a][1], broken], runtime="torch")
     with pytest.raises(PainterIDError, match="--references"):
         verify([works[a][0]], model)
+    with pytest.raises(PainterIDError, match="does not use a population"):  # centroid: --contrast would be ignored
+        verify([works[a][0]], model, references=[works[a][1]], contrast=[works[a][2]], aggregate="centroid")
+    with pytest.raises(PainterIDError, match="at least 10"):
+        verify([works[a][0]], model, references=[works[a][1]], contrast=[works[a][2]], aggregate="znorm-mean",
+               runtime="torch")
     bare = tmp_path / "bare"
     shutil.copytree(model, bare)
     (bare / SETS_FILE).unlink()

@@ -17,6 +17,8 @@ import numpy as np
 
 from painterid.core.errors import DataError, ImageError, PainterIDError
 
+#: fewest paintings a --contrast population may hold (the znorm aggregates standardise over it)
+MIN_CONTRAST = 10
 ONE_REFERENCE_NOTE = "one reference: the set score is the pair score, as `painterid compare` gives it"
 
 
@@ -170,6 +172,9 @@ def verify(questioned: list[Path], model_dir: Path, references: list[Path] | Non
                                  f"aggregate does not use a population (choose one of "
                                  f"{', '.join(SET_AGGREGATES.names(lambda a: a.needs_population))})")
         population = references_from_files(contrast, model, runtime, device, recursive).vectors
+        if len(population) < MIN_CONTRAST:
+            raise DataError(f"--contrast: {len(population)} paintings; give at least {MIN_CONTRAST} paintings of "
+                            "other artists (a population to weigh the evidence against)")
     population = population_of(model, population)
     q_paths, q_vecs, bad = embed_tolerant(expand_images(questioned, recursive=recursive), model, runtime, device)
     _, q_hashes, _ = _hash_all(q_paths)
