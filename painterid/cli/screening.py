@@ -180,5 +180,6 @@ def print_verify(results: list[dict], fmt) -> None:
         table.add_row(r["questioned"], refs, f"{r['set_score']:.3f}", f"{r['log10_lr']:+.2f}", f"{r['p_same']:.3f}",
                       verdict, near)
     out.print(table)
-    for note in dict.fromkeys(r["note"] for r in results if r.get("note")):
+    for note in dict.fromkeys(r.get("note") or r.get("calibration_warning") for r in results
+                              if r.get("note") or r.get("calibration_warning")):
         out.print(f"note: {note}", highlight=False)

@@ -23,6 +23,14 @@ DEFAULT_KS = (1, 2, 3, 5, 10)
 DEFAULT_AGGREGATE = "centroid"
 
 
+def cohort_digest(model) -> str | None:
+    """A digest of the model's cohort: the set calibration holds for the scores of this cohort only."""
+    import hashlib
+
+    c = getattr(model, "cohort", None)
+    return None if c is None else hashlib.sha256(np.ascontiguousarray(c, np.float32).tobytes()).hexdigest()[:16]
+
+
 def held_out_indices(lab, model, artists: Sequence[str] | None = None) -> list[int]:
     """Paintings of `artists` (default: every artist but the model's training artists), not trained on."""
     train = set((model.artists or {}).get("train", []))
@@ -68,7 +76,7 @@ def fit_sets(model_dir: str | Path, data_or_store: str | Path, ks: Sequence[int]
     per_k = collect_scores(model, lab.vectors, lab.artists, held, ks, list(aggregates))
     measured = {str(k): k_metrics(sc, y, g) for k, (sc, y, g) in per_k.items()}
     by = {a: {k: (sc[a], y) for k, (sc, y, _) in per_k.items() if a in sc} for a in aggregates}
-    info = {"data": str(data_or_store), "held_out_paintings": len(held),
+    info = {"data": str(data_or_store), "cohort_sha256": cohort_digest(model), "held_out_paintings": len(held),
             "held_out_artists": len({lab.artists[i] for i in held}),
             "measured_out_of_fold": {k: {"auc": m["auc"].get(default), "auc_one_reference": m["auc"]["one"],
                                          **m["forensic"].get(default, {})} for k, m in measured.items()}}

@@ -179,13 +179,27 @@ def verify(questioned: list[Path], model_dir: Path, references: list[Path] | Non
     q_paths, q_vecs, bad = embed_tolerant(expand_images(questioned, recursive=recursive), model, runtime, device)
     _, q_hashes, _ = _hash_all(q_paths)
     patches = _patch_reader(model, device) if agg.needs_patches else None
+    stale = _stale_calibration(model, cal)
     results = []
     for p, h, v in zip(q_paths, q_hashes, q_vecs):
         try:
             results.append(verify_one(model, cal, agg.name, p, h, v, refs, prior, population, patches))
+            if stale:
+                results[-1]["calibration_warning"] = stale
         except DataError as exc:
             bad.append(str(exc))
     return results, bad
+
+
+def _stale_calibration(model, cal) -> str | None:
+    """A warning when the model's cohort changed since its set calibration was fitted (`cohort set`)."""
+    from painterid.tasks.setfit import cohort_digest
+
+    want = cal.info.get("cohort_sha256")
+    if want is None or want == cohort_digest(model):
+        return None
+    return ("the model's cohort changed since its likelihood ratio was fitted; refit it: painterid calibrate "
+            "MODEL LABELLED_DATA --references 1,2,3,5")
 
 
 def _references(references, index_dir, artist, model, runtime, device, recursive) -> References:
