@@ -151,6 +151,8 @@ def evaluate_sets(model, lab, ks: Sequence[int], seed: int = 0, aggregate: str |
     from painterid.scoring.metrics import probability_metrics, roc_auc
     from painterid.scoring.setcal import load_set_calibration, posterior
 
+    if not hasattr(model, "score_matrix"):
+        raise DataError("the set protocol (--references) needs a single model, not a fused one")
     cal = load_set_calibration(model.root)
     agg = aggregate or cal.default
     train = set((model.artists or {}).get("train", []))

@@ -232,6 +232,8 @@ def _patch_reader(model, device):
 
 def write_reports(out_dir: Path, results: list[dict], model_dir: Path) -> list[Path]:
     """One self-contained HTML page per verify result (painterid.tasks.evidence; plotting imports only here)."""
-    from painterid.tasks.evidence import write_verify_report
-
+    try:
+        from painterid.tasks.evidence import write_verify_report
+    except ModuleNotFoundError:
+        raise PainterIDError("--report needs painterid.tasks.evidence, which this build lacks") from None
     return [write_verify_report(Path(out_dir), r, Path(model_dir)) for r in results]
