@@ -145,6 +145,27 @@ def test_compare_on_onnx_imports_no_torch(both, tmp_path, monkeypatch):
     assert heavy == []
 
 
+def test_verify_with_cached_references_imports_no_torch(both, tmp_path):
+    """`verify q --references refs/` (default model, default aggregate): embeds through compare's cache and runtime
+    choice; once the files are cached, neither torch nor sklearn is imported, and the answer is the same."""
+    from painterid.core.locations import cache_dir
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "onnx").symlink_to(cache_dir() / "onnx", target_is_directory=True)
+    refs = sorted(EX.glob("*.jpg"))[1:5]
+    code = ("from painterid.tasks.verify import verify\n"
+            f"r, bad = verify([{str(sorted(EX.glob('*.jpg'))[0])!r}], {str(DEFAULT_MODEL)!r}, "
+            f"references={[str(p) for p in refs]!r}, device='cpu')\n"
+            "assert not bad\nprint('LR=%r' % r[0]['log10_lr'])")
+    heavy, first = _run_and_list_heavy(code, _env(tmp_path, cache))
+    assert heavy == [], f"verify imported {heavy}"
+    heavy, again = _run_and_list_heavy(code, _env(tmp_path, cache), HEAVY + ("sklearn",))
+    assert heavy == [], f"a warm verify imported {heavy}"
+    assert [x for x in first.splitlines() if x.startswith("LR=")] == [x for x in again.splitlines()
+                                                                     if x.startswith("LR=")]
+
+
 def test_cli_compare_start_up_imports_neither_torch_nor_pydantic(both, tmp_path):
     """`painterid compare` through the CLI: typer 0.29 imports pydantic and builds an adapter for every option
     (about 0.2 s a call on this machine), which is why pyproject pins typer below 0.29; this catches that and any

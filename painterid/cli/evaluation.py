@@ -41,6 +41,9 @@ def evaluate(
     bootstrap: int = typer.Option(200, min=0, help="bootstrap resamples for confidence intervals"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     report: Optional[Path] = typer.Option(None, help="also write a self-contained HTML report to this directory"),
+    references: Optional[str] = typer.Option(None, help="also the set protocol (what `verify` answers) with K "
+                                             "references, e.g. 1,3,5: each unseen-artist painting against K "
+                                             "others of its artist and K of another artist"),
     device: Optional[str] = _device_option(),
     runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
@@ -64,10 +67,12 @@ def evaluate(
                                     n_boot=bootstrap, return_scores=True)
     result["model"] = str(model)
     result["data"] = str(data)
+    llr = _set_protocol(pm, lab, references, seed, result) if references else None
     if report is not None:
         from painterid.evaluation.report import write_report
 
-        page = write_report(report, result, scored, lab, pm, title=f"painterid evaluate: {model.name} on {data}")
+        page = write_report(report, result, scored, lab, pm, title=f"painterid evaluate: {model.name} on {data}",
+                            llr=llr)
         err.print(f"report: {page}")
     if as_json:
         out.print_json(json.dumps(result))
@@ -82,6 +87,31 @@ def evaluate(
         for g, r in groups.items():
             table.add_row(g, *[m.format(r) for m in METRICS])
         out.print(table)
+    if "sets" in result:
+        out.print(sets_table(result["sets"], model.name))
+
+
+def _set_protocol(pm, lab, references: str, seed: int, result: dict) -> dict:
+    """`evaluate --references`: the set protocol's rows into `result["sets"]`; returns the log10 LRs per K."""
+    from painterid.evaluation.sets import evaluate_sets, parse_ks
+
+    result["sets"] = evaluate_sets(pm, lab, parse_ks(references), seed=seed)
+    return result["sets"].pop("llr")
+
+
+def sets_table(sets: dict, name: str) -> Table:
+    """The set protocol's rows of `evaluate --references`."""
+    table = Table(title=f"{name}: a painting against K references of one artist (unseen artists; set score "
+                  f"{sets['aggregate']}, LR from the model's sets.json)")
+    for col in ("K", "trials", "AUC", "AUC max", "AUC 1 ref", "Cllr", "min Cllr", "EER", "TAR@1%FAR", "ECE"):
+        table.add_column(col, justify="right")
+    for k, r in sets["per_k"].items():
+        if "skipped" in r:
+            table.add_row(k, str(r["trials"]), r["skipped"], *[""] * 7)
+            continue
+        table.add_row(k, str(r["trials"]), *[f"{r[c]:.3f}" for c in ("auc", "auc_max", "auc_one_reference", "cllr",
+                                                                   "min_cllr", "eer", "tar_at_1pct_far", "ece")])
+    return table
 
 
 @app.command("split")

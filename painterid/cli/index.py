@@ -23,7 +23,7 @@ from painterid.cli.common import (
     err,
     out,
 )
-from painterid.core.defaults import DEFAULT_VIEW
+from painterid.core.defaults import DEFAULT_VIEW, model_path
 from painterid.embed.images import VIEW_REGISTRY
 from painterid.tasks.index_kinds import INDEX_KINDS
 
@@ -64,21 +64,51 @@ def index_build(
 def identify(
     images: list[Path] = typer.Argument(..., help="paintings to attribute"),
     index: Path = typer.Option(..., help="index directory (painterid index build)"),
+    model: Optional[Path] = typer.Option(None, help="model whose calibrated set evidence ranks the artists "
+                                         "(default: the shipped default model, when the index uses its embedding)",
+                                         callback=lambda v: None if v is None else model_path(v)),
     k: int = typer.Option(5, "-k", min=1, help="how many artists"),
-    threshold: Optional[float] = typer.Option(None, help="open-set threshold (default: the index's)"),
+    threshold: Optional[float] = typer.Option(None, help="open-set threshold of the index's prototype search "
+                                              "(forces that search)"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines"),
     runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
-    """The k most likely artists of each painting, or "none of these" when no artist clears the threshold."""
-    from painterid.tasks.identify import identify as run_identify
+    """The k most likely indexed artists of each painting, with their likelihood ratios and probabilities.
 
-    for r in run_identify(images, index, k=k, threshold=threshold, runtime=_value(runtime)):
+    "None of these" only where the index shows that absence can be judged (open-set AUC leaving artists out)."""
+    from painterid.tasks.identify_sets import identify_any
+
+    for r in identify_any(images, index, model, k=k, threshold=threshold, runtime=_value(runtime)):
         if as_json:
             print(json.dumps(r, ensure_ascii=False))
-            continue
+        else:
+            print_identify(r)
+
+
+def print_identify(r: dict) -> None:
+    o = r.get("open_set", {})
+    if "log10_lr" in (r["candidates"] or [{}])[0]:
+        auc = o.get("open_set_auc")
+        head = ("[yellow]none of these[/] (every indexed artist's evidence is against)" if r["none_of_these"] else
+                "candidates" + ("" if r["absence_judgeable"] else
+                                " — absence from the index cannot be judged (open-set AUC "
+                                f"{'–' if auc is None else format(auc, '.2f')} leaving artists out)"))
+        out.print(f"{r['image']}: {head}; leave-one-out on the index: top-1 {o.get('top1') or 0:.2f}, "
+                  f"calibration error of p {o.get('calibration_error') or 0:.3f}", highlight=False)
+    else:
         head = "[yellow]none of these[/] (best below threshold)" if r["none_of_these"] else "candidates"
-        out.print(f"{r['image']}: {head}, threshold {r['threshold']:.3f}")
-        for c in r["candidates"]:
-            near = ", ".join(f"{n['file']} ({n['score']:.2f})" for n in c["nearest"])
-            out.print(f"  {c['score']:.3f}  p={c['probability']:.2f}  {c['artist']}  — nearest: {near}",
-                      highlight=False, markup=False)
+        out.print(f"{r['image']}: {head}, threshold {r['threshold']:.3f} (index: rejection AUC "
+                  f"{_f(o.get('rejection_auc'))}, calibration AUC {_f(o.get('calibration_auc'))})", highlight=False)
+    if r.get("duplicate_of"):
+        d = r["duplicate_of"]
+        out.print(f"  exact duplicate of an indexed painting: {d['file']} ({d['artist']})", highlight=False,
+                  markup=False)
+    for c in r["candidates"]:
+        near = ", ".join(f"{Path(n['file']).name} by {c['artist']} ({n['score']:.2f})" for n in c["nearest"])
+        lead = f"LR 10^{c['log10_lr']:+.2f}" if "log10_lr" in c else f"{c['score']:.3f}"
+        out.print(f"  {lead}  p={c['probability']:.2f}  {c['artist']}  — nearest: {near}", highlight=False,
+                  markup=False)
+
+
+def _f(v) -> str:
+    return "–" if v is None else f"{v:.2f}"

@@ -65,6 +65,8 @@ def calibrate(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="write the recalibrated model here instead"),
     store: Optional[Path] = typer.Option(None, help="where to keep the embeddings of DATA (default: cache)"),
     seed: int = typer.Option(0, help="seed of the balanced pairs drawn from DATA"),
+    references: Optional[str] = typer.Option(None, help="instead: refit the set calibration `verify` uses "
+                                             "(sets.json) at these numbers of references, e.g. 1,2,3,5, on DATA"),
     device: Optional[str] = _device_option(),
     runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
@@ -76,6 +78,8 @@ def calibrate(
     from painterid.tasks.calibrate import calibrate as run_calibrate
 
     _refuse_shipped(model, out_dir)
+    if references:
+        return _calibrate_sets(model, pairs_or_data, references, out_dir, store, device)
     prog, update = _progress("embedding")
     with prog:
         _, rec, failures = run_calibrate(model, pairs_or_data, out=out_dir, store_dir=store, progress=update,
@@ -87,3 +91,20 @@ def calibrate(
               f"{rec['new']['threshold']:.4f}, Brier {b['brier']:.3f} -> {a['brier']:.3f}, mean p "
               f"{b['mean_p']:.3f} -> {a['mean_p']:.3f} (base rate {rec['base_rate']:.3f})", markup=False,
               highlight=False)
+
+
+def _calibrate_sets(model: Path, data: Path, references: str, out_dir, store, device) -> None:
+    from painterid.evaluation.sets import parse_ks
+    from painterid.tasks.setfit import refit_sets
+
+    prog, update = _progress("embedding")
+    with prog:
+        where, cal, measured = refit_sets(model, data, parse_ks(references), out=out_dir, store_dir=store,
+                                          progress=update, device=device)
+    for k, m in measured.items():
+        f = m["forensic"].get(cal.default, {})
+        err.print(f"{where}: K={k}: {m['trials']} trials, AUC {m['auc'].get(cal.default, float('nan')):.3f} "
+                  f"(one reference {m['auc']['one']:.3f}), out-of-fold Cllr {f.get('cllr', float('nan')):.3f}, "
+                  f"calibration error {f.get('ece', float('nan')):.3f}", highlight=False)
+    err.print(f"{where}: set calibration ({cal.default}) at K = {', '.join(map(str, sorted(cal.per_k[cal.default])))}"
+              f" written to sets.json", highlight=False)

@@ -18,10 +18,13 @@ from painterid.cli.common import (
     _device_option,
     _value,
     app,
+    err,
     out,
 )
 from painterid.core.defaults import model_path
 from painterid.core.errors import PainterIDError
+from painterid.core.registry import choice_enum
+from painterid.scoring.sets import SET_AGGREGATES
 
 
 @app.command(epilog="Screening: compare one reference with every image of a folder, and list the matches:\n\n"
@@ -94,3 +97,89 @@ def explain(
     out.print(f"{r['image_a']}  vs  {r['image_b']}: p(same artist) = {r['probability']:.3f} "
               f"(score {r['score']:.3f}, threshold {r['threshold']:.3f}) → {verdict}", highlight=False)
     out.print(f"heatmaps: {r['out']}", highlight=False)
+
+
+Aggregate = choice_enum("Aggregate", SET_AGGREGATES)
+
+
+@app.command(epilog="Screening a folder of questioned works against one artist's authenticated works:\n\n"
+             "    for f in questioned/*.jpg; do painterid verify \"$f\" --references rembrandt/ --json; done "
+             "> verdicts.jsonl")
+def verify(
+    questioned: list[Path] = typer.Argument(..., help="questioned paintings, or folders of them"),
+    references: Optional[list[Path]] = typer.Option(None, "--references", help="authenticated works of one artist: "
+                                                    "a folder, files (repeat the option) or a feature store"),
+    index: Optional[Path] = typer.Option(None, help="an artist index (painterid index build) holding the references"),
+    artist: Optional[str] = typer.Option(None, help="with --index: the artist whose paintings are the references"),
+    aggregate: Optional[Aggregate] = typer.Option(None, help="set score (default: the model's sets.json): "
+                                                  + SET_AGGREGATES.describe()),
+    prior: float = typer.Option(0.5, help="prior probability that the questioned painting is by the references' "
+                                "artist (0 < prior < 1); the verdict is p(same) >= 0.5 at this prior"),
+    contrast: Optional[Path] = typer.Option(None, help="folder of other artists' paintings to weigh the evidence "
+                                            "against (default: the model's cohort)"),
+    report: Optional[Path] = typer.Option(None, help="folder to write one HTML page per questioned painting"),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="folders: their subfolders' images too"),
+    model: Path = typer.Option(DEFAULT_MODEL, help=MODEL_HELP, callback=model_path),
+    fmt: OutFormat = typer.Option("table", "--format", help="table | json (JSON lines) | csv"),
+    as_json: bool = typer.Option(False, "--json", help="same as --format json"),
+    device: Optional[str] = _device_option(),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
+) -> None:
+    """Is each questioned painting consistent with the references (one artist's authenticated works)?
+
+    Per painting: the set score, the log10 likelihood ratio (same artist as the references vs another artist of
+    the population), p(same artist) at --prior, the closest references and the verdict: consistent when
+    p(same) >= 0.5. Exit status: 0 = consistent (every questioned painting), 1 = not consistent (at least one),
+    2 = error (a bad questioned file: the others are still printed).
+    """
+    from painterid.tasks.verify import verify as run_verify
+
+    results, bad = run_verify(questioned, model, references=references, index_dir=index, artist=artist,
+                              aggregate=_value(aggregate), prior=prior, contrast=[contrast] if contrast else None,
+                              runtime=_value(runtime), device=device, recursive=recursive)
+    print_verify(results, OutFormat("json") if as_json else fmt)
+    if report is not None:
+        from painterid.tasks.verify import write_reports
+
+        for page in write_reports(report, results, model):
+            err.print(f"report: {page}", highlight=False)
+    for line in bad:
+        err.print(f"painterid: error: {line}", highlight=False, markup=False)
+    raise typer.Exit(2 if bad else 0 if all(r["consistent"] for r in results) else 1)
+
+
+def print_verify(results: list[dict], fmt) -> None:
+    """Rich table (default), JSON lines or CSV of verify results."""
+    if fmt.value == "json":
+        for r in results:
+            print(json.dumps(r, ensure_ascii=False))
+        return
+    if fmt.value == "csv":
+        import csv
+        w = csv.writer(sys.stdout)
+        w.writerow(["questioned", "references", "excluded_self", "aggregate", "set_score", "log10_lr", "prior",
+                    "p_same", "verdict", "closest", "closest_score"])
+        for r in results:
+            c = r["closest"][0]
+            w.writerow([r["questioned"], r["references"], r["excluded_self"] or "", r["aggregate"], r["set_score"],
+                        r["log10_lr"], r["prior"], r["p_same"], r["verdict"], c["reference"], c["score"]])
+        return
+    if not results:
+        return
+    from rich.table import Table
+
+    table = Table(title=f"verify ({results[0]['aggregate']} of the pair scores; verdict: consistent when "
+                  f"p(same) >= 0.5 at prior {results[0]['prior']:g})")
+    for col in ("questioned", "refs", "set score", "log10 LR", "p(same)", "verdict", "closest references"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        verdict = "[green]consistent[/]" if r["consistent"] else "[red]not consistent[/]"
+        refs = f"{r['references']}" + (f" (itself left out: {Path(r['excluded_self']).name})"
+                                       if r["excluded_self"] else "")
+        near = "\n".join(f"{Path(c['reference']).name} ({c['score']:.3f})" for c in r["closest"][:3])
+        table.add_row(r["questioned"], refs, f"{r['set_score']:.3f}", f"{r['log10_lr']:+.2f}", f"{r['p_same']:.3f}",
+                      verdict, near)
+    out.print(table)
+    for note in dict.fromkeys(r.get("note") or r.get("calibration_warning") for r in results
+                              if r.get("note") or r.get("calibration_warning")):
+        out.print(f"note: {note}", highlight=False)

@@ -47,7 +47,8 @@ def patch_vectors(embedder, path: str | os.PathLike, extra: int, rng: np.random.
     from painterid.embed.images import load_image
 
     img = load_image(path)
-    views = torch.cat([embedder.transform(img), random_crops(embedder.transform, img, extra, rng)])
+    grid = embedder.transform(img)
+    views = grid if extra <= 0 else torch.cat([grid, random_crops(embedder.transform, img, extra, rng)])
     with torch.inference_mode():
         feats = torch.cat([embedder.extractor(c.to(embedder.device)) for c in views.split(8)])
     return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy().astype(np.float32)

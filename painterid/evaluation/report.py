@@ -159,7 +159,7 @@ def _pair_html(i: int, j: int, score: float, data, model, kind: str) -> str:
 
 
 def report_html(result: dict, scored: dict[str, tuple[np.ndarray, np.ndarray]], data, model,
-                title: str = "painterid evaluation", n_mistakes: int = 8) -> str:
+                title: str = "painterid evaluation", n_mistakes: int = 8, llr: dict | None = None) -> str:
     """The report page as one HTML string (everything inline)."""
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
@@ -177,6 +177,8 @@ def report_html(result: dict, scored: dict[str, tuple[np.ndarray, np.ndarray]], 
     parts.append(_metrics_table("all pairs", result.get("groups", {})))
     if result.get("within_source"):
         parts.append(_metrics_table("pairs whose two images come from one source", result["within_source"]))
+    if result.get("sets"):
+        parts.append(_sets_html(result["sets"], llr or {}))
 
     drawable = {k: v for k, v in scored.items() if len(v[0])}
     parts.append("<h2>ROC curves</h2>")
@@ -201,10 +203,33 @@ def report_html(result: dict, scored: dict[str, tuple[np.ndarray, np.ndarray]], 
     return "\n".join(parts)
 
 
+def _sets_html(sets: dict, llr: dict) -> str:
+    """The set protocol (`evaluate --references`): a row per K, and the Tippett plot of each K's log10 LRs."""
+    import tempfile
+
+    from painterid.scoring.forensic import tippett_plot
+
+    cols = ("auc", "auc_max", "auc_one_reference", "cllr", "min_cllr", "eer", "tar_at_1pct_far", "ece")
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{r['trials']}</td>"
+                   + ("".join(f"<td>{r[c]:.3f}</td>" for c in cols) if "skipped" not in r
+                      else f"<td colspan=\"{len(cols)}\">{html.escape(r['skipped'])}</td>") + "</tr>"
+                   for k, r in sets["per_k"].items())
+    parts = [f"<h2>A painting against K references of one artist</h2><p>Set score "
+             f"{html.escape(sets['aggregate'])}; log10 likelihood ratio from the model's sets.json; unseen-artist "
+             "paintings only (what <code>painterid verify</code> answers).</p><table><tr><th>K</th><th>trials</th>"
+             + "".join(f"<th>{c}</th>" for c in ("AUC", "AUC max", "AUC one ref", "Cllr", "min Cllr", "EER",
+                                                 "TAR@1%FAR", "ECE")) + f"</tr>{rows}</table>"]
+    with tempfile.TemporaryDirectory() as d:
+        for k, (z, y) in llr.items():
+            png = tippett_plot(z, y, Path(d) / f"tippett-{k}.png", title=f"Tippett plot, K = {k}")
+            parts.append(f'<img src="{_png_uri(Path(png).read_bytes())}" alt="Tippett plot at K = {k}">')
+    return "\n".join(parts)
+
+
 def write_report(out_dir: str | Path, result: dict, scored: dict[str, tuple[np.ndarray, np.ndarray]], data,
-                 model, title: str = "painterid evaluation", n_mistakes: int = 8) -> Path:
+                 model, title: str = "painterid evaluation", n_mistakes: int = 8, llr: dict | None = None) -> Path:
     """Write DIR/index.html (self-contained) and DIR/metrics.json atomically; returns DIR/index.html."""
-    page = report_html(result, scored, data, model, title=title, n_mistakes=n_mistakes)
+    page = report_html(result, scored, data, model, title=title, n_mistakes=n_mistakes, llr=llr)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         (tmp / "index.html").write_text(page, encoding="utf-8")
