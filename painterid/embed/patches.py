@@ -108,3 +108,22 @@ class PatchSource:
 
             self._embedder = embedder_for(self.embedding, self.base_dir, device=self.device)
         return self._embedder
+
+
+def data_config_of(fingerprint: Mapping) -> dict:
+    """The view settings an embedding fingerprint records (input size, mean, std, interpolation, crop_pct)."""
+    return {k: fingerprint.get(k) for k in ("input_size", "mean", "std", "interpolation", "crop_pct")}
+
+
+def grid_patches(embedder, fingerprint: Mapping, img):
+    """The `patches` view of one image as the model sees it: (the resized image the patches are cut from,
+    [(top, left)] of each grid patch, [n_patches, D] L2-normalised patch vectors). The L2 of the mean of the
+    vectors is the painting's embedding (the `patches` view's combine). Either runtime (torch or ONNX)."""
+    from painterid.embed.arrayviews import ArrayViews
+
+    if fingerprint.get("view") != "patches":
+        raise DataError(f"the patches a model compared exist for the `patches` view only; this model's view is "
+                        f"{fingerprint.get('view')!r}")
+    views = ArrayViews("patches", data_config_of(fingerprint), n_patches=fingerprint.get("n_patches") or 8)
+    resized, grid = views.patch_layout(img)
+    return resized, grid, embedder.view_vectors(views(img))
