@@ -229,8 +229,18 @@ def patch_evidence(model, questioned, references, embedder=None, device=None, ru
                     float(model.threshold), best_matches(model, q.vectors, [r.vectors for r in refs]))
 
 
+#: closest references whose patches the verify page compares with the questioned painting's
+PAGE_REFERENCES = 3
+
+
 def write_verify_report(out_dir: Path, result: dict, model_dir: Path) -> Path:
     """One self-contained HTML page (images inlined as base64 PNG/JPEG) for one questioned painting."""
-    from painterid.tasks.evidence_page import write_report
+    from painterid.scoring.loading import single_model
+    from painterid.tasks.evidence_page import write_page
 
-    return write_report(out_dir, result, model_dir)
+    closest = list(result.get("closest") or [])
+    model = single_model(model_dir, "verify --report")
+    ev = None
+    if model.embedding.get("view") == "patches" and closest:
+        ev = patch_evidence(model, str(result["questioned"]), [c["reference"] for c in closest[:PAGE_REFERENCES]])
+    return write_page(Path(out_dir), result, ev)

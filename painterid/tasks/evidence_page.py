@@ -15,8 +15,6 @@ import numpy as np
 
 from painterid.core.errors import PainterIDError
 
-#: closest references whose patches the page compares with the questioned painting's
-PAGE_REFERENCES = 3
 FOR, AGAINST = "#1a7f37", "#b42318"
 
 
@@ -131,25 +129,20 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:1.5em au
          ".pairs img{width:240px}.num{font-weight:600}.whole img{max-width:100%}.missing{color:#b42318}")
 
 
-def write_report(out_dir: Path, result: dict, model_dir: Path) -> Path:
-    """The page of one questioned painting (see painterid.tasks.evidence.write_verify_report), atomically."""
+def write_page(out_dir: Path, result: dict, ev) -> Path:
+    """The page of one questioned painting (see painterid.tasks.evidence.write_verify_report), atomically;
+    `ev` its Evidence against its closest references (None: no patch evidence for this model)."""
     from painterid.core.io import atomic_write_bytes
-    from painterid.scoring.loading import single_model
-    from painterid.tasks.evidence import patch_evidence
 
     out_dir = Path(out_dir)
     questioned = str(result["questioned"])
-    closest = list(result.get("closest") or [])
-    model = single_model(model_dir, "verify --report")
-    if model.embedding.get("view") == "patches" and closest:
-        ev = patch_evidence(model, questioned, [c["reference"] for c in closest[:PAGE_REFERENCES]])
-        patches = evidence_block(ev)
-    else:
-        patches = "<p>No patch evidence: the model does not embed by native-resolution patches.</p>"
+    patches = evidence_block(ev) if ev is not None else (
+        "<p>No patch evidence: the model does not embed by native-resolution patches.</p>")
     name = html.escape(Path(questioned).name)
     page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="questioned" '
             f'content="{html.escape(questioned)}"><title>painterid verify: {name}</title><style>{STYLE}</style>'
-            f"</head><body><h1>{name}</h1>{_verdict_block(result)}{_closest_block(closest)}{patches}</body></html>")
+            f"</head><body><h1>{name}</h1>{_verdict_block(result)}"
+            f"{_closest_block(list(result.get('closest') or []))}{patches}</body></html>")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         path = _file_name(out_dir, questioned)

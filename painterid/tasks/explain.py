@@ -185,12 +185,11 @@ def _framed(img_a, img_b, cams, box_view: str, data_config: dict, max_side: int)
 def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, out: str | os.PathLike | None = None,
                  device: str | None = None, cam: str = "auto", embedder=None,
                  max_side: int = DISPLAY_MAX_SIDE) -> dict:
-    """Grad-CAM maps of both paintings for their pair score under ``model`` (a PairModel or its directory).
-
-    Returns ``score`` / ``probability`` / ``same_artist`` / ``threshold`` (as ``compare`` gives them),
-    ``explained_score`` (the raw head score that was differentiated), ``map_a`` / ``map_b`` (float32 in [0, 1],
-    the shape of each image as displayed: the image itself up to ``max_side`` px), ``explained_view`` and,
-    when ``out`` is given, ``out`` (the PNG written atomically)."""
+    """What drives the pair score under ``model`` (a PairModel or its directory): a `patches` model's patches
+    (:func:`explain_patches`), else Grad-CAM maps. Returns ``score`` / ``probability`` / ``same_artist`` /
+    ``threshold`` (as ``compare``), ``explained_view``, ``out`` (the PNG, written atomically) when asked; Grad-CAM:
+    ``explained_score`` (the raw head score differentiated), ``map_a`` / ``map_b`` (float32 in [0, 1], each image
+    as displayed, up to ``max_side`` px)."""
     from painterid.core.io import check_config_match
     from painterid.embed.embedding import embedder_for
     from painterid.embed.images import ViewTransform, load_image
