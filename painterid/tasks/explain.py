@@ -188,8 +188,7 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
     """What drives the pair score under ``model`` (a PairModel or its directory): a `patches` model's patches
     (:func:`explain_patches`), else Grad-CAM maps. Returns ``score`` / ``probability`` / ``same_artist`` /
     ``threshold`` (as ``compare``), ``explained_view``, ``out`` (the PNG, written atomically) when asked; Grad-CAM:
-    ``explained_score`` (the raw head score differentiated), ``map_a`` / ``map_b`` (float32 in [0, 1], each image
-    as displayed, up to ``max_side`` px)."""
+    ``explained_score`` (the raw head score differentiated), ``map_a`` / ``map_b`` (each image as displayed)."""
     from painterid.core.io import check_config_match
     from painterid.embed.embedding import embedder_for
     from painterid.embed.images import ViewTransform, load_image
@@ -201,8 +200,8 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
         raise PainterIDError(f"{out}: the heatmap figure is a PNG; give a file name ending in .png")
     img_a, img_b = load_image(image_a), load_image(image_b)
     pm = single_model(model, "explain")  # a fused model: refused in one line
-    if pm.embedding.get("view") == "patches":  # the patches the model compared, not a resized stand-in
-        return explain_patches(image_a, image_b, pm, out=out, device=device, embedder=embedder)
+    if pm.embedding.get("view") == "patches":  # the patches it compared, not a resized stand-in
+        return explain_patches(image_a, image_b, pm, out, device, embedder)
     if embedder is None:  # the model's own backbone file (finetune, cnn) resolved against its directory
         embedder = embedder_for(pm, device=device, num_workers=0, batch_size=2)
     else:
