@@ -129,8 +129,9 @@ def _device_option():
     return typer.Option(None, callback=check_device, metavar="DEVICE", help=DEVICE_HELP)
 
 
-def _progress(label: str, unit: str = "img"):
-    """A Rich progress bar with throughput; returns (context manager, callback(done, total))."""
+def _progress(label: str, unit: str = "img", lines: bool = False):
+    """A Rich progress bar with throughput; returns (context manager, callback(done, total)). With `lines`, when
+    stderr is not a terminal (a log, a pipe), one plain line every 5 per cent instead of the bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     class Speed(TextColumn):
@@ -142,8 +143,15 @@ def _progress(label: str, unit: str = "img"):
                     console=err, transient=False, disable=not err.is_terminal)
     task = prog.add_task(label, total=None)
 
+    last = [-1]
+
     def update(done: int, total: int) -> None:
         prog.update(task, completed=done, total=total)
+        if lines and not err.is_terminal and total:
+            step = int(20 * done / total)  # 5 per cent steps
+            if step > last[0]:
+                last[0] = step
+                err.print(f"{label}: {done}/{total} {unit} ({100 * done / total:.0f}%)", highlight=False)
 
     return prog, update
 

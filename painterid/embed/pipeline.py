@@ -55,10 +55,11 @@ def embed_data(data: str | Path, embedder: Embedder, store_dir: str | Path | Non
 
 def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None = None,
              store_dir: str | Path | None = None, progress=None, device=None, batch_size: int = 16,
-             num_workers: int | None = None, base_dir: str | Path | None = None) -> Labelled:
+             num_workers: int | None = None, base_dir: str | Path | None = None, embedder=None) -> Labelled:
     """Vectors and artists of DATA (embedding what is missing) or of an existing STORE.
 
     ``base_dir``: the model directory a dict ``embedding`` came from (its relative weights file lives there).
+    ``embedder``: what embeds the missing paintings (default: a torch Embedder of ``embedding``).
     """
     path = Path(data_or_store)
     if FeatureStore.is_store(path):
@@ -72,7 +73,9 @@ def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None
         return Labelled(store.vectors, [r.artist for r in rows], [r.name for r in rows], [r.sha256 for r in rows],
                         [r.source for r in rows] if any(r.source for r in rows) else None, store.embedding,
                         paths=[r.path for r in rows])
-    if isinstance(embedding, dict):
+    if embedder is not None:
+        pass  # the caller's (e.g. patches.CapturingEmbedder over the model's own embedding)
+    elif isinstance(embedding, dict):
         embedder = embedder_for(embedding, base_dir, device=device, batch_size=batch_size, num_workers=num_workers)
     else:
         embedder = Embedder(embedding or EmbeddingConfig(), device=device, batch_size=batch_size,
