@@ -7,8 +7,8 @@ painting always gets the same crops whatever it is fitted with), each through th
 L2-normalised as the Embedder does. The mean of the grid patches is the painting's stored vector (to float
 rounding; tests/test_selfsup.py checks it).
 
-They cost `1 + extra / n_patches` times the embedding of the painting (4x with `EXTRA_PATCHES`, 2x with
-`COHORT_EXTRA_PATCHES`, what `cohort set` uses) and are cached per painting under $PAINTERID_CACHE/patches/KEY/
+They cost `1 + extra / n_patches` times the embedding of the painting (4x with `EXTRA_PATCHES`, 1.5x with
+`COHORT_EXTRA_PATCHES`, what `cohort set` uses: 1.5x) and are cached per painting under $PAINTERID_CACHE/patches/KEY/
 (float16), so `train`, `cohort set` and bench runs embed each once. They are embedded on the fast path (ONNX
 Runtime on CPU where it serves, runtime.make_embedder), all of a painting's crops in one forward pass; a
 `CapturingEmbedder` fills a feature store from the same pass (the painting vector is the mean of its grid
@@ -30,8 +30,9 @@ from painterid.core.errors import DataError
 #: random crops per painting beside the grid patches, as measured in docs/RESULTS.md section 7
 EXTRA_PATCHES = 24
 #: random crops per painting when `cohort set` refits selfsup on an archive: with the 8 grid patches, one pass of
-#: 16 crops a painting, at most twice the embedding of the archive (docs/results/archive-cost.json)
-COHORT_EXTRA_PATCHES = 8
+#: 12 crops a painting, 1.5x the forward passes of embedding the archive, so that the whole fit stays within
+#: twice the embedding (docs/results/archive-cost.json; what it does to AUC: docs/results/evidence.md)
+COHORT_EXTRA_PATCHES = 4
 
 
 def random_crops(view, img, n: int, rng: np.random.Generator):
@@ -113,8 +114,12 @@ class PatchSource:
 
     def compute(self, sha: str, path: str | os.PathLike, embedder=None) -> np.ndarray:
         """Embed the patches of one painting (one forward pass), cache them (float16), return them (float32)."""
-        vecs = patch_vectors(embedder or self._get_embedder(), path, self.extra,
-                             np.random.default_rng([self.seed, int(sha[:12], 16)]), self.embedding)
+        return self.store(sha, patch_vectors(embedder or self._get_embedder(), path, self.extra,
+                                             np.random.default_rng([self.seed, int(sha[:12], 16)]), self.embedding))
+
+    def store(self, sha: str, vecs: np.ndarray) -> np.ndarray:
+        """Cache one painting's patch vectors (float16, atomically); return them as given (float32)."""
+        vecs = np.asarray(vecs, np.float32)
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".{sha}.{os.getpid()}.tmp.npy"
         np.save(tmp, vecs.astype(np.float16))
@@ -152,39 +157,54 @@ class CapturingEmbedder:
         self.runtime = getattr(base, "runtime", None)
         self.device = getattr(base, "device", "cpu")
         self.n_grid = int(self.source.embedding.get("n_patches") or 8)
+        from painterid.embed.arrayviews import ArrayViews
+
+        self.views = ArrayViews("patches", data_config_of(source.embedding), n_patches=self.n_grid)
 
     @property
     def dim(self) -> int:
         return int(self.fingerprint["dim"])
 
-    def _one(self, path: str):
+    def _cut(self, path: str):
+        """(sha256, crops [n + extra, 3, H, W]) of one file, or (None, message) when it cannot be read."""
         from painterid.core.errors import ImageError
+        from painterid.embed.images import load_image
         from painterid.store.feature_store import file_sha256
 
         try:
-            vecs = self.source.compute(file_sha256(path), path, embedder=self.base)
+            sha = file_sha256(path)
+            rng = np.random.default_rng([self.source.seed, int(sha[:12], 16)])
+            return sha, cut_patches(self.views, load_image(path), self.source.extra, rng)
         except ImageError as exc:
             return None, str(exc)
         except OSError as exc:
             return None, f"{path}: cannot read ({exc.strerror or exc})"
-        mean = vecs[:self.n_grid].mean(0)
-        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32), ""
 
     def iter_files(self, paths: Sequence[str | os.PathLike], progress: Callable[[int], None] | None = None):
-        """Yield (indices, vectors, failures) batch by batch; failures are (index, message)."""
+        """Yield (indices, vectors, failures) batch by batch; failures are (index, message). One thread decodes
+        and cuts the next painting while the backbone runs on this one (as OnnxEmbedder.iter_files)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         paths = [str(p) for p in paths]
-        for start in range(0, len(paths), self.batch_size):
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="painterid-patches") as pool:
+            pending = pool.submit(self._cut, paths[0]) if paths else None
             idx, vecs, bad = [], [], []
-            for i in range(start, min(start + self.batch_size, len(paths))):
-                vec, msg = self._one(paths[i])
-                if vec is None:
-                    bad.append((i, msg))
+            for i in range(len(paths)):
+                sha, crops = pending.result()
+                if i + 1 < len(paths):
+                    pending = pool.submit(self._cut, paths[i + 1])
+                if sha is None:
+                    bad.append((i, crops))
                 else:
+                    v = self.source.store(sha, self.base.view_vectors(crops))
+                    mean = v[:self.n_grid].mean(0)
                     idx.append(i)
-                    vecs.append(vec)
-            if progress:
-                progress(len(idx) + len(bad))
-            yield idx, np.stack(vecs) if vecs else np.zeros((0, self.dim), np.float32), bad
+                    vecs.append((mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32))
+                if len(idx) + len(bad) == self.batch_size or i + 1 == len(paths):
+                    if progress:
+                        progress(len(idx) + len(bad))
+                    yield idx, np.stack(vecs) if vecs else np.zeros((0, self.dim), np.float32), bad
+                    idx, vecs, bad = [], [], []
 
 
 def data_config_of(fingerprint: Mapping) -> dict:
