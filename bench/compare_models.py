@@ -38,7 +38,6 @@ def main() -> None:
     args = ap.parse_args()
     import numpy as np
 
-    from painterid.scoring import PairModel
     from painterid.tasks.compare import embed_paths
 
     cache = tempfile.mkdtemp(prefix="painterid-cmp-")

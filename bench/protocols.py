@@ -35,7 +35,10 @@ from painterid.data.pairs import (
 )
 from painterid.data.splits import split_paintings  # noqa: E402
 from painterid.embed.embedding import EmbeddingConfig  # noqa: E402
-from painterid.embed.patches import PatchSource  # noqa: E402
+from painterid.embed.patches import EXTRA_PATCHES, PatchSource  # noqa: E402
+
+#: random crops per painting beside the grid patches for selfsup (--patch-extra)
+PATCH_EXTRA = [EXTRA_PATCHES]
 from painterid.embed.pipeline import labelled  # noqa: E402
 from painterid.evaluation.metrics import best_threshold, probability_metrics, roc_auc, threshold_metrics  # noqa: E402  # noqa: E402
 from painterid.evaluation.run import test_indices  # noqa: E402
@@ -105,7 +108,7 @@ def calibrations(model, opts, lab_e, tr, va, artists, kinds: list[str]):
         idx = np.concatenate([tr, va])
         z, y, used = crossfit_logits(lab_e.vectors[idx], [artists[i] for i in idx], lab_e.embedding,
                                      replace(opts, normaliser=model.normaliser), opts.calibration_folds,
-                                     PatchSource.of(lab_e) if model.chain.needs_patches else None,
+                                     PatchSource.of(lab_e, extra=PATCH_EXTRA[0]) if model.chain.needs_patches else None,
                                      [lab_e.hashes[i] for i in idx])
         recal = Calibrator.fit(z, y)  # what training.fit._calibrate does with calibration="crossfit"
         yield kind, model.calibrator.then(recal), model.threshold, {
@@ -173,8 +176,12 @@ def main() -> None:
                     "validation artists' paintings (what `painterid cohort set MODEL ARCHIVE` does with an "
                     "unlabelled archive that holds the paintings to compare; a cosine model's selfsup step is "
                     "retrained on it)")
+    ap.add_argument("--patch-extra", type=int, default=EXTRA_PATCHES,
+                    help="random crops per painting beside its grid patches for selfsup (cohort set uses "
+                    "painterid.embed.patches.COHORT_EXTRA_PATCHES)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    PATCH_EXTRA[0] = args.patch_extra
 
     labs = [labelled(args.data, EmbeddingConfig(backbone=args.backbone, view=args.view, pool=args.pool))]
     names = ["main"]
@@ -193,7 +200,7 @@ def main() -> None:
                 opts = TrainOptions(method=method, normaliser=norm, seed=seed, epochs=args.epochs)
                 val_scores, test_scores = [], []
                 for name, lab_e in zip(names, labs):
-                    patches = PatchSource.of(lab_e) if "selfsup" in norm else None
+                    patches = PatchSource.of(lab_e, extra=PATCH_EXTRA[0]) if "selfsup" in norm else None
                     model, history = fit(lab_e.vectors[tr], [lab.artists[i] for i in tr], lab_e.vectors[va],
                                          [lab.artists[i] for i in va], lab_e.embedding, opts, artists_split=split,
                                          train_hashes=[lab.hashes[i] for i in tr], patches=patches,

@@ -33,7 +33,6 @@ from painterid.core.errors import DataError  # noqa: E402
 from painterid.data.pairs import balanced_pairs  # noqa: E402
 from painterid.embed.pipeline import labelled  # noqa: E402
 from painterid.evaluation.metrics import roc_auc  # noqa: E402
-from painterid.scoring import PairModel  # noqa: E402
 from painterid.scoring.loading import load_model
 from painterid.tasks.calibrate import check_pairs, pair_metrics, refit  # noqa: E402
 

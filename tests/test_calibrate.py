@@ -128,7 +128,6 @@ def test_calibrating_on_data_leaves_out_the_paintings_the_model_was_trained_on(c
 
 
 def test_pairs_csv_with_out_leaves_the_model_untouched(collection, tmp_path):
-    from painterid.scoring import PairModel
 
     data, store = collection
     model_dir = shifted_model(store, tmp_path / "m")
@@ -148,7 +147,6 @@ def test_pairs_csv_with_out_leaves_the_model_untouched(collection, tmp_path):
 
 
 def test_fused_model_recalibrates_its_fused_score(collection, tmp_path):
-    from painterid.scoring import PairModel
     from painterid.scoring.calibration import Calibrator
     from painterid.scoring.fusion import FusedModel
     from painterid.tasks.calibrate import calibrate

@@ -457,7 +457,6 @@ def test_a_model_replaced_while_read_is_read_again_with_a_notice(tmp_path, monke
 
 
 def test_concurrent_saves_to_one_model_directory_never_fail_or_mix(tmp_path):
-    from painterid.scoring import PairModel
     from tests.test_robustness import siamese_model
 
     out = tmp_path / "model"

@@ -7,7 +7,6 @@ import numpy as np
 
 from painterid.core.defaults import default_model_dir
 from painterid.embed.backbones import get_spec
-from painterid.scoring import PairModel
 from painterid.scoring.loading import load_model
 from painterid.tasks.compare import compare_files
 

@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 from painterid.cli import app, main
 from painterid.core.errors import ArtefactError, DataError, PainterIDError
 from painterid.embed.embedding import EmbeddingConfig
-from painterid.scoring import PairModel
 from painterid.scoring.loading import load_model
 from painterid.training import TrainOptions, train_from_images
 

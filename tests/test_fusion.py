@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from painterid import cli
-from painterid.evaluation.metrics import roc_auc
 from painterid.scoring.fusion import FusedModel, choose_weights, fused_scores, weight_grid
 from painterid.scoring.loading import load_model
 
@@ -111,7 +110,6 @@ def test_fused_directory_layout(fused):
 
 def test_load_round_trip_and_scores_are_the_weighted_standardised_member_scores(env):
     from painterid.embed.pipeline import labelled, model_labelled
-    from painterid.scoring import PairModel
 
     data, out, _ = env
     fm = load_model(out)
@@ -137,7 +135,6 @@ def test_load_round_trip_and_scores_are_the_weighted_standardised_member_scores(
 
 def test_compare_exit_codes_on_same_and_different_paintings(env):
     from painterid.embed.pipeline import model_labelled
-    from painterid.scoring import PairModel
 
     data, out, _ = env
     fm = load_model(out)

@@ -214,7 +214,6 @@ def test_default_model_scores_without_torch_equal_its_torch_head():
     """The shipped default (a siamese head over a normaliser chain) is scored with numpy once loaded."""
     import torch
 
-    from painterid.scoring import PairModel
 
     model = load_model(DEFAULT_MODEL)
     assert model._head is None  # nothing built: no torch needed to load it

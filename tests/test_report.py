@@ -35,7 +35,6 @@ def models(tmp_path_factory, small_store):
 def test_report_is_self_contained_and_shows_the_hardest_mistakes(models, small_store, tmp_path):
     from painterid.embed.pipeline import labelled
     from painterid.evaluation.run import evaluate_model
-    from painterid.scoring import PairModel
     from tests.independent import map_at_r as independent_map_at_r
 
     report = tmp_path / "report"
@@ -78,7 +77,6 @@ def test_report_is_self_contained_and_shows_the_hardest_mistakes(models, small_s
 def test_map_at_r_uses_the_models_space(models, small_store):
     from painterid.embed.pipeline import labelled
     from painterid.evaluation.run import retrieval_map_at_r
-    from painterid.scoring import PairModel
 
     pm = load_model(models["cosine"])
     lab = labelled(small_store)
@@ -93,7 +91,6 @@ def test_table1_prints_ours_beside_the_reports(models, small_store):
     from painterid.embed.pipeline import labelled
     from painterid.evaluation.run import evaluate_model
     from painterid.evaluation.table1 import table1
-    from painterid.scoring import PairModel
 
     res = table1(small_store, [models["cosine"], models["siamese"]])
     assert [r["method"] for r in res["rows"]] == ["cosine", "siamese"]

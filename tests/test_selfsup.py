@@ -129,7 +129,6 @@ def test_patch_vectors_average_to_the_stored_vectors_and_are_cached_per_painting
 
 def test_train_with_selfsup_then_replace_the_cohort(patch_store, tmp_path):
     from painterid.embed.pipeline import labelled
-    from painterid.scoring import PairModel
     from painterid.store.feature_store import FeatureStore
 
     cosine, kept = tmp_path / "cosine", tmp_path / "wccn"

@@ -45,7 +45,6 @@ def _read(path):
 def _dense(model_dir, small_store, rows):
     """The truth: every labelled pair scored at once by the model, missing images at 0.5."""
     from painterid.embed.pipeline import labelled
-    from painterid.scoring import PairModel
 
     pm = load_model(model_dir)
     lab = labelled(small_store)

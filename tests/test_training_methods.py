@@ -7,7 +7,6 @@ import pytest
 
 from painterid.embed.pipeline import Labelled
 from painterid.evaluation.run import evaluate_model
-from painterid.scoring import PairModel
 from painterid.scoring.loading import load_model
 from painterid.training import TrainOptions, train_model
 

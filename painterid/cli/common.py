@@ -159,7 +159,7 @@ class _Lines:
         print(f"painterid: {self.label} {done}/{total} {self.unit} ({pct}%{rate})", file=sys.stderr, flush=True)
 
 
-def _progress(label: str, unit: str = "img"):
+def _progress(label: str, unit: str = "img", lines: bool = True):
     """Progress on stderr: a Rich bar with throughput on a terminal, else a plain line every few per cent;
     returns (context manager, callback(done, total))."""
     if not err.is_terminal:
@@ -176,8 +176,15 @@ def _progress(label: str, unit: str = "img"):
                     console=err, transient=False)
     task = prog.add_task(label, total=None)
 
+    last = [-1]
+
     def update(done: int, total: int) -> None:
         prog.update(task, completed=done, total=total)
+        if lines and not err.is_terminal and total:
+            step = int(20 * done / total)  # 5 per cent steps
+            if step > last[0]:
+                last[0] = step
+                err.print(f"{label}: {done}/{total} {unit} ({100 * done / total:.0f}%)", highlight=False)
 
     return prog, update
 

@@ -51,7 +51,7 @@ def evaluate(
     from painterid.data.pairs import read_pairs_csv
     from painterid.embed.pipeline import model_labelled
     from painterid.evaluation.metrics import METRICS
-    from painterid.evaluation.run import evaluate_model
+    from painterid.evaluation.run import coverage_line, evaluate_model
     from painterid.scoring.loading import load_model
 
     pm = load_model(model)  # a PairModel, or a FusedModel (each painting embedded once per member)
@@ -67,6 +67,7 @@ def evaluate(
                                     n_boot=bootstrap, return_scores=True)
     result["model"] = str(model)
     result["data"] = str(data)
+    err.print(coverage_line(result["paintings"]), highlight=False)
     llr = _set_protocol(pm, lab, references, seed, result) if references else None
     if report is not None:
         from painterid.evaluation.report import write_report
@@ -86,6 +87,7 @@ def evaluate(
             table.add_column(m.label, justify="right")
         for g, r in groups.items():
             table.add_row(g, *[m.format(r) for m in METRICS])
+        table.caption = "\n".join(sorted({n for r in groups.values() if r for n in r.get("notes", [])}))
         out.print(table)
     if "sets" in result:
         out.print(sets_table(result["sets"], model.name))

@@ -43,10 +43,11 @@ def cohort_set(
     from painterid.scoring.cohort import set_cohort
 
     _refuse_shipped(model, out_dir)
-    prog, update = _progress("embedding")
+    prog, update = _progress("embedding", lines=True)
     with prog:
         pm, failures = set_cohort(model, data, store_dir=store, progress=update, device=device, out=out_dir,
-                                  runtime=_value(runtime))
+                                  runtime=_value(runtime),
+                                  stage=lambda m: err.print(m, highlight=False))
     _report_failures(failures)
     info = pm.cohort_info["from"][0]
     err.print(f"{out_dir or model}: cohort of {len(pm.cohort)} paintings from {data} (left out "

@@ -82,11 +82,13 @@ def compare(
 def explain(
     image_a: Path = typer.Argument(..., help="first painting"),
     image_b: Path = typer.Argument(..., help="second painting"),
-    out_png: Path = typer.Option(..., "--out", help="PNG to write (the two paintings with their heatmaps)"),
+    out_png: Path = typer.Option(..., "--out", help="PNG to write (the patches compared, or the heatmaps)"),
     model: Path = typer.Option(DEFAULT_MODEL, help=MODEL_HELP, callback=model_path),
     device: Optional[str] = _device_option(),
 ) -> None:
-    """Heatmaps (Grad-CAM) of the regions of both paintings that drive their pair score, side by side as a PNG.
+    """What drives the pair score, as a PNG: for a patches model (the default) each native-resolution patch of
+    IMAGE_A with what it adds for or against the match, beside its best-matching patch of IMAGE_B; for other views
+    Grad-CAM heatmaps.
 
     Exit status: 0 = figure written (whatever the verdict), 2 = error.
     """
@@ -96,7 +98,10 @@ def explain(
     verdict = "[green]same artist[/]" if r["same_artist"] else "[red]different artists[/]"
     out.print(f"{r['image_a']}  vs  {r['image_b']}: p(same artist) = {r['probability']:.3f} "
               f"(score {r['score']:.3f}, threshold {r['threshold']:.3f}) → {verdict}", highlight=False)
-    out.print(f"heatmaps: {r['out']}", highlight=False)
+    if "patches" in r:
+        n_for = sum(p["margin"] >= 0 for p in r["patches"])
+        out.print(f"patches: {n_for} of {len(r['patches'])} count for the match", highlight=False)
+    out.print(f"figure: {r['out']}", highlight=False)
 
 
 Aggregate = choice_enum("Aggregate", SET_AGGREGATES)

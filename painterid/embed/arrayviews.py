@@ -99,12 +99,17 @@ class ArrayViews:
         br = img.crop((w - cw, h - ch, w, h))
         return [tr, br, bl, tl]
 
-    def _patches(self, img: Image.Image) -> list[Image.Image]:
+    def patch_layout(self, img: Image.Image) -> tuple[Image.Image, list[tuple[int, int]]]:
+        """The image the `patches` view crops from (longest side capped at patch_max_side, upscaled only if smaller
+        than the input size) and the (top, left) of each of its grid patches: the pixels the model sees."""
         if max(img.size) > self.patch_max_side:
             img = self._resize_to(img, *_short_side_size(img.width, img.height, None, self.patch_max_side))
         img = self._at_least_input_size(img)
-        return [img.crop((left, top, left + self.width, top + self.height))
-                for top, left in patch_grid(img.width, img.height, self.width, self.height, self.n_patches)]
+        return img, patch_grid(img.width, img.height, self.width, self.height, self.n_patches)
+
+    def _patches(self, img: Image.Image) -> list[Image.Image]:
+        img, grid = self.patch_layout(img)
+        return [img.crop((left, top, left + self.width, top + self.height)) for top, left in grid]
 
     def _at_least_input_size(self, img: Image.Image) -> Image.Image:
         w, h = img.size

@@ -206,6 +206,15 @@ class Embedder(EmbedsFiles):
             out = feats.mean(1)
         return torch.nn.functional.normalize(out, dim=-1).cpu().numpy().astype(np.float32)
 
+    def view_vectors(self, flat) -> np.ndarray:
+        """[N, 3, H, W] crops (array or tensor) → [N, D'] L2-normalised per-crop vectors (before a view's combine)."""
+        import torch
+
+        x = torch.as_tensor(np.asarray(flat, dtype=np.float32) if isinstance(flat, np.ndarray) else flat)
+        with torch.inference_mode():
+            feats = torch.cat([self.extractor(c.to(self.device)) for c in x.split(8)])
+        return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy().astype(np.float32)
+
     def embed_images(self, images: Sequence) -> np.ndarray:
         """Embed PIL images already in memory."""
         import torch

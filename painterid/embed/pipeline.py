@@ -75,11 +75,12 @@ def data_embedder(embedding: dict | EmbeddingConfig | None = None, base_dir: str
 def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None = None,
              store_dir: str | Path | None = None, progress=None, device=None, batch_size: int = 16,
              num_workers: int | None = None, base_dir: str | Path | None = None,
-             runtime: str | None = None) -> Labelled:
+             runtime: str | None = None, embedder=None) -> Labelled:
     """Vectors and artists of DATA (embedding what is missing, on ``runtime``: `data_embedder`) or of an existing
     STORE.
 
     ``base_dir``: the model directory a dict ``embedding`` came from (its relative weights file lives there).
+    ``embedder``: what embeds the missing paintings (default: `data_embedder` of ``embedding`` on ``runtime``).
     """
     path = Path(data_or_store)
     if FeatureStore.is_store(path):
@@ -93,7 +94,8 @@ def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None
         return Labelled(store.vectors, [r.artist for r in rows], [r.name for r in rows], [r.sha256 for r in rows],
                         [r.source for r in rows] if any(r.source for r in rows) else None, store.embedding,
                         paths=[r.path for r in rows])
-    embedder = data_embedder(embedding, base_dir, device, runtime, batch_size, num_workers)
+    if embedder is None:  # else the caller's (e.g. patches.CapturingEmbedder over the model's own embedding)
+        embedder = data_embedder(embedding, base_dir, device, runtime, batch_size, num_workers)
     store, dataset, failures = embed_data(path, embedder, store_dir, progress=progress)
     where = store.select([str(f) for f in dataset.files])
     ok = where >= 0

@@ -214,13 +214,17 @@ class OnnxEmbedder(EmbedsFiles):
     def dim(self) -> int:
         return int(self.fingerprint["dim"])
 
+    def view_vectors(self, flat: np.ndarray) -> np.ndarray:
+        """[N, 3, H, W] float32 crops → [N, D'] L2-normalised per-crop vectors (before a view's combine)."""
+        flat = np.ascontiguousarray(flat, dtype=np.float32)
+        feats = np.concatenate([self.session.run(None, {"views": flat[s:s + self.chunk]})[0]
+                                for s in range(0, len(flat), self.chunk)]).astype(np.float32, copy=False)
+        return _normalise(feats)
+
     def embed_views(self, views: np.ndarray) -> np.ndarray:
         """[B, V, 3, H, W] float32 views → [B, D] L2-normalised vectors (the torch path's arithmetic)."""
         b, v = views.shape[:2]
-        flat = np.ascontiguousarray(views.reshape(b * v, *views.shape[2:]), dtype=np.float32)
-        feats = np.concatenate([self.session.run(None, {"views": flat[s:s + self.chunk]})[0]
-                                for s in range(0, len(flat), self.chunk)]).astype(np.float32, copy=False)
-        feats = _normalise(feats).reshape(b, v, -1)
+        feats = self.view_vectors(views.reshape(b * v, *views.shape[2:])).reshape(b, v, -1)
         if self.combine == "single":
             out = feats[:, 0]
         elif self.combine == "concat":

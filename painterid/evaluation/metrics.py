@@ -95,8 +95,10 @@ def pair_report(scores, labels, threshold: float, n_boot: int = 200, seed: int =
     rep["eer"], rep["eer_threshold"] = rate, eer_thr
     rep["tar@far=1%"] = _tar_at_far(s, y, 0.01)[0]
     rep["tar@far=0.1%"] = _tar_at_far(s, y, 0.001)[0]
-    if not reason and rep["n_neg"] < 1000:
-        notes.append(f"only {rep['n_neg']} negative pairs: TAR@FAR=0.1% is not resolvable")
+    for far, need in (("1%", 100), ("0.1%", 1000)):
+        if not reason and rep["n_neg"] < need:
+            notes.append(f"* only {rep['n_neg']} different-artist pairs: TAR@{far}FAR needs {need} or more to "
+                         "be resolved (the figure is the TAR with no different-artist pair accepted)")
     t = float(threshold)
     rep["auc_ci"] = list(bootstrap_ci(lambda a, b: _auc(a, b)[0], s, y, n_boot=n_boot, seed=seed))
     rep["accuracy_ci"] = list(bootstrap_ci(
@@ -204,12 +206,16 @@ class Metric:
     help: str
     interval: bool = False  # a [low, high] pair
     table1: bool = False  # one of table1's columns (per seen / unseen / mixed split)
+    min_neg: int | None = None  # fewer different-artist pairs than this: the value is marked `*` (not resolvable)
 
     def value(self, result: dict | None):
         return None if result is None else result.get(self.name)
 
     def format(self, result: dict | None) -> str:
-        return format_metric(self, self.value(result))
+        text = format_metric(self, self.value(result))
+        if self.min_neg and result and text != "–" and int(result.get("n_neg", self.min_neg)) < self.min_neg:
+            text += "*"
+        return text
 
 
 def format_metric(metric: Metric, value) -> str:
@@ -238,8 +244,9 @@ for _m in (
     Metric("auc", "ROC AUC", 3, "area under the ROC curve (threshold-free)", table1=True),
     Metric("auc_ci", "AUC 95% CI", 3, "bootstrap 95% interval of the ROC AUC", interval=True),
     Metric("eer", "EER", 3, "equal error rate"),
-    Metric("tar@far=1%", "TAR@1%FAR", 3, "true-accept rate where 1% of different-artist pairs are accepted"),
-    Metric("tar@far=0.1%", "TAR@0.1%FAR", 3, "true-accept rate at 0.1% false accepts"),
+    Metric("tar@far=1%", "TAR@1%FAR", 3, "true-accept rate where 1% of different-artist pairs are accepted",
+           min_neg=100),
+    Metric("tar@far=0.1%", "TAR@0.1%FAR", 3, "true-accept rate at 0.1% false accepts", min_neg=1000),
     Metric("map@r", "MAP@R", 3, "retrieval mean average precision at R (artists as labels)"),
 ):
     METRICS.register(_m)

@@ -158,6 +158,14 @@ def _pair_html(i: int, j: int, score: float, data, model, kind: str) -> str:
             f"<div>score {score:.3f}, p(same artist) {p:.3f} — {verdict}</div></div>")
 
 
+def _pairs_text(result: dict) -> str | None:
+    """'20 distinct (unseen 20, mixed 20)': the pairs of the tables, a pair in several splits counted once."""
+    if result.get("n_pairs") is None:
+        return None
+    by = result.get("n_pairs_by_split") or {}
+    return f"{result['n_pairs']} distinct" + (" (" + ", ".join(f"{k} {v}" for k, v in by.items()) + ")" if by else "")
+
+
 def report_html(result: dict, scored: dict[str, tuple[np.ndarray, np.ndarray]], data, model,
                 title: str = "painterid evaluation", n_mistakes: int = 8, llr: dict | None = None) -> str:
     """The report page as one HTML string (everything inline)."""
@@ -166,10 +174,16 @@ def report_html(result: dict, scored: dict[str, tuple[np.ndarray, np.ndarray]], 
     meta = {"model": result.get("model"), "data": result.get("data"), "method": getattr(model, "method", None),
             "backbone": (getattr(model, "embedding", None) or {}).get("backbone"),
             "protocol": result.get("protocol"), "threshold": f"{model.threshold:.4f}",
-            "pairs": result.get("n_pairs"), "paintings": result.get("n_paintings"),
+            "pairs": _pairs_text(result), "paintings": result.get("n_paintings"),
             "painterid": __version__, "written": _dt.datetime.now().isoformat(timespec="seconds")}
     parts.append('<p class="meta">' + " · ".join(f"{html.escape(k)}: {html.escape(str(v))}"
                                                    for k, v in meta.items() if v is not None) + "</p>")
+    if result.get("paintings"):
+        from painterid.evaluation.run import coverage_line
+
+        parts.append(f'<p class="meta">{html.escape(coverage_line(result["paintings"]))}</p>')
+    if result.get("sources") == 1:
+        parts.append('<p class="meta">All test pairs come from one source: no separate within-source table.</p>')
     parts.append("<h2>Metrics</h2><p>Seen: both paintings by artists the model was trained on; unseen: neither; "
                  "mixed: the whole test set (as in the seed report's Table 1). Accuracy, precision, recall and F1 at "
                  "the model's threshold; AUC interval: 95% bootstrap; MAP@R: retrieval of each test painting's "

@@ -45,6 +45,10 @@ def _test_sets(model, data, artists: list[str], names: list[str], protocol: str,
                seed: int, max_pairs: int | None) -> dict[str, np.ndarray]:
     """The test pairs of each split (from the protocol, or the given `pairs` sorted into splits), checked."""
     if pairs is None:
+        if not any(a for a in artists):
+            raise DataError("no artist labels: the paintings of this folder carry no artist, so no pair can be "
+                            "scored against a truth; give one sub-folder per artist or a train_info.csv "
+                            "(filename,artist)")
         keep = test_indices(model, data.hashes, artists)
         if len(keep) < 2:
             raise DataError("no test paintings left after removing training paintings and validation artists")
@@ -90,6 +94,7 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
     PROTOCOLS.get(protocol)
     artists = list(data.artists)
     names = ["seen", "unseen", "mixed"] if split == "all" else [split]
+    pairs_given = pairs is not None
     sets = _test_sets(model, data, artists, names, protocol, pairs, seed, max_pairs)
 
     out: dict = {"protocol": protocol, "threshold": model.threshold, "groups": {}, "within_source": {}}
@@ -118,6 +123,46 @@ def evaluate_model(model, data, split: str = "all", protocol: str = "balanced", 
             out["within_source"][name] = report(sel[m], scores[m])
         used.append(sel)
     pairs = np.concatenate(used)
-    out["n_pairs"] = int(len(pairs))
+    distinct = np.unique(np.sort(pairs[:, :2], axis=1), axis=0) if len(pairs) else np.zeros((0, 2), np.int64)
+    out["n_pairs"] = int(len(distinct))  # a pair in several splits (unseen and mixed) counts once
+    out["n_pairs_by_split"] = {n: int(len(sets[n])) for n in names}
     out["n_paintings"] = int(len(np.unique(pairs[:, :2])))
+    out["paintings"] = coverage(model, data, artists, np.unique(pairs[:, :2]), given_pairs=pairs_given)
+    if src is not None and len({src[i] for i in np.unique(pairs[:, :2])}) < 2:
+        out["within_source"] = {}  # one source: the same pairs as "all pairs"
+        out["sources"] = 1
     return (out, scored) if return_scores else out
+
+
+def coverage(model, data, artists: list[str], used: np.ndarray, given_pairs: bool = False) -> dict:
+    """How many paintings of `data` the test pairs use, and why the others are left out."""
+    n = len(artists)
+    trained, val = set(model.train_hashes), set(model.artists.get("val", []))
+    why = {"no artist label": 0, "trained on by the model": 0, "by the model's validation artists": 0}
+    test = []
+    for i, (h, a) in enumerate(zip(data.hashes, artists)):
+        if not a:
+            why["no artist label"] += 1
+        elif h in trained:
+            why["trained on by the model"] += 1
+        elif a in val:
+            why["by the model's validation artists"] += 1
+        else:
+            test.append(i)
+    counts: dict[str, int] = {}
+    for i in test:
+        counts[artists[i]] = counts.get(artists[i], 0) + 1
+    used_set = set(int(i) for i in used)
+    single = sum(1 for i in test if counts[artists[i]] == 1 and i not in used_set)
+    if given_pairs:
+        why["not in the pairs given"] = len(test) - len(used_set & set(test))
+    else:
+        why["only painting of its artist among the test paintings (no same-artist pair), not drawn"] = single
+        why["not drawn by the balanced sampling"] = len(test) - len(used_set & set(test)) - single
+    return {"in_data": n, "used": len(used_set), "left_out": {k: v for k, v in why.items() if v}}
+
+
+def coverage_line(paintings: dict) -> str:
+    """'used 14 of 32 paintings; left out: 10 trained on by the model, ...' (one line)."""
+    left = "; ".join(f"{v} {k}" for k, v in paintings["left_out"].items())
+    return f"used {paintings['used']} of {paintings['in_data']} paintings" + (f"; left out: {left}" if left else "")

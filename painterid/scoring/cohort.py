@@ -45,31 +45,49 @@ def combine(parts: list[tuple[np.ndarray, dict, list[str], str]]) -> tuple[np.nd
 
 
 def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None, progress=None, device=None,
-               out: str | Path | None = None, runtime: str | None = None):
+               out: str | Path | None = None, runtime: str | None = None, stage=None):
     """Replace the cohort of the model in `model_dir` by the paintings of DATA|STORE; rewrite it atomically (or
     write the result to `out`, leaving `model_dir` as it was).
 
     The chain's unsupervised steps (centre, whitening, CSLS) are refitted on the new cohort; steps learned on
-    the training artists are kept, and so are the threshold and calibration."""
+    the training artists are kept, and so are the threshold and calibration. When the chain's selfsup step is
+    refitted, each painting is read and embedded once on the fast path: its grid patches and
+    `COHORT_EXTRA_PATCHES` random crops in one forward pass (patches.CapturingEmbedder), the painting vector the
+    mean of its grid patches. `progress(done, total)` follows the embedding; `stage(message)` names each step."""
+    from painterid.embed.patches import COHORT_EXTRA_PATCHES, PatchSource
     from painterid.embed.pipeline import labelled
     from painterid.scoring.loading import single_model
     from painterid.scoring.model import carried_files
 
+    say = stage or (lambda message: None)
     model_dir = Path(model_dir)
     model = single_model(model_dir, "cohort set")  # fused: its standardisers depend on the members' cohorts
+    refit = model.chain.needs_patches and model.refits_selfsup
+    source = PatchSource(model.embedding, {}, base_dir=model.root, device=device,
+                         extra=COHORT_EXTRA_PATCHES) if refit else None
+    if refit and Path(data_or_store).is_dir():
+        say(f"embedding {data_or_store}: each painting's grid patches and {source.extra} random crops in one pass "
+            "(for selfsup)")
     lab = labelled(data_or_store, model.embedding, store_dir=store_dir, progress=progress, device=device,
-                   base_dir=model.root, runtime=runtime)
+                   base_dir=model.root, runtime=runtime,
+                   embedder=source.capturing() if refit and _is_folder(data_or_store) else None)
     artists = model.artists or {}
     vecs, info, hashes = select_cohort(lab, list(artists.get("val", [])) + list(artists.get("test", [])))
     if len(vecs) < 2:
         raise DataError(f"{data_or_store}: only {len(vecs)} paintings left for a cohort (after leaving out the "
                         "model's validation and test artists)")
     patches = None
-    if model.chain.needs_patches and model.refits_selfsup:
-        from painterid.embed.patches import PatchSource
-
-        source = PatchSource.of(lab, base_dir=model.root, device=device)
-        patches = lambda: source(hashes)  # noqa: E731  (only computed if the step is refitted)
+    if refit:
+        source.paths.update({h: p for h, p in zip(lab.hashes, lab.paths or []) if p})
+        patches = lambda: source(hashes)  # noqa: E731  (cached by the embedding pass above)
+    if refit:
+        say(f"fitting {model.normaliser} on {len(vecs)} paintings")
     model.set_cohort(vecs, {"from": [{"data": str(data_or_store), **info}]}, patches=patches)
     model.save(out if out is not None else model_dir, extra_files=carried_files(model_dir))
     return model, lab.failures
+
+
+def _is_folder(data_or_store) -> bool:
+    from painterid.store.feature_store import FeatureStore
+
+    return not FeatureStore.is_store(Path(data_or_store))

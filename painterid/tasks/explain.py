@@ -1,4 +1,11 @@
-"""explain: Grad-CAM maps of the regions of two paintings that drive their pair score, side by side as a PNG.
+"""explain: what drives the pair score of two paintings, as a PNG.
+
+A model of the `patches` view (the shipped ones) is explained by the patches it actually compared
+(:func:`explain_patches`, painterid.tasks.evidence): each native-resolution patch of the first painting with what it
+adds to the score's margin over the threshold and its best-matching patch of the second. A Grad-CAM of a resized
+stand-in put the heat on the dark background of a Rembrandt portrait whatever it was paired with, so it is no longer
+used for them. Models of the other views (`resize`, `center`, `corners`), whose input is the image Grad-CAM maps,
+keep the Grad-CAM path below:
 
 For a pair (a, b) and a :class:`~painterid.scoring.PairModel`:
 
@@ -178,12 +185,10 @@ def _framed(img_a, img_b, cams, box_view: str, data_config: dict, max_side: int)
 def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, out: str | os.PathLike | None = None,
                  device: str | None = None, cam: str = "auto", embedder=None,
                  max_side: int = DISPLAY_MAX_SIDE) -> dict:
-    """Grad-CAM maps of both paintings for their pair score under ``model`` (a PairModel or its directory).
-
-    Returns ``score`` / ``probability`` / ``same_artist`` / ``threshold`` (as ``compare`` gives them),
-    ``explained_score`` (the raw head score that was differentiated), ``map_a`` / ``map_b`` (float32 in [0, 1],
-    the shape of each image as displayed: the image itself up to ``max_side`` px), ``explained_view`` and,
-    when ``out`` is given, ``out`` (the PNG written atomically)."""
+    """What drives the pair score under ``model`` (a PairModel or its directory): a `patches` model's patches
+    (:func:`explain_patches`), else Grad-CAM maps. Returns ``score`` / ``probability`` / ``same_artist`` /
+    ``threshold`` (as ``compare``), ``explained_view``, ``out`` (the PNG, written atomically) when asked; Grad-CAM:
+    ``explained_score`` (the raw head score differentiated), ``map_a`` / ``map_b`` (each image as displayed)."""
     from painterid.core.io import check_config_match
     from painterid.embed.embedding import embedder_for
     from painterid.embed.images import ViewTransform, load_image
@@ -195,6 +200,8 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
         raise PainterIDError(f"{out}: the heatmap figure is a PNG; give a file name ending in .png")
     img_a, img_b = load_image(image_a), load_image(image_b)
     pm = single_model(model, "explain")  # a fused model: refused in one line
+    if pm.embedding.get("view") == "patches":  # the patches it compared, not a resized stand-in
+        return explain_patches(image_a, image_b, pm, out, device, embedder)
     if embedder is None:  # the model's own backbone file (finetune, cnn) resolved against its directory
         embedder = embedder_for(pm, device=device, num_workers=0, batch_size=2)
     else:
@@ -233,6 +240,36 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
         png = render_explanation(shown, maps, [Path(image_a).name, Path(image_b).name], _title(result), boxes,
                                  note=f"{cam} on the {'last stage' if extractor.pool != 'gap' else 'final'} "
                                       f"feature map · view: {explained_view}")
+        result["out"] = str(_write_atomic(Path(out), png))
+    return result
+
+
+def explain_patches(image_a, image_b, pm, out=None, device=None, embedder=None) -> dict:
+    """The patch evidence of a `patches` model (painterid.tasks.evidence): a's native-resolution patches, each
+    with what it adds to (score - threshold) and its best-matching patch of b, drawn side by side in `out`."""
+    from painterid.tasks.evidence import patch_evidence
+
+    ev = patch_evidence(pm, image_a, [image_b], embedder=embedder, device=device)
+    score = ev.pair_scores[0]
+    probability = float(pm.probability(np.array([score]))[0])
+    margins = ev.margins
+    result = {
+        "image_a": str(image_a), "image_b": str(image_b), "score": round(score, 6),
+        "probability": round(probability, 6), "threshold": pm.threshold, "same_artist": bool(score >= pm.threshold),
+        "method": pm.method, "explained_view": "patches (the native-resolution patches the model compared)",
+        "attribution": ev.attribution,
+        "patches": [{"patch": i + 1, "box": list(ev.questioned.box(i)), "share": round(float(ev.shares[i]), 6),
+                     "margin": round(float(margins[i]), 6), "best_match": ev.best[i][1] + 1,
+                     "cosine": round(ev.best[i][2], 4)} for i in range(len(margins))],
+    }
+    if out is not None:
+        from painterid.tasks.evidence_page import render_patch_figure
+
+        n_for = int((margins >= 0).sum())
+        note = (f"{n_for} of {len(margins)} patches of {Path(image_a).name} count for the match, "
+                f"{len(margins) - n_for} against; each number is what the patch adds to score - threshold "
+                f"({score - pm.threshold:+.3f} in all; attribution: {ev.attribution})")
+        png = render_patch_figure(ev, _title(result), note)
         result["out"] = str(_write_atomic(Path(out), png))
     return result
 
