@@ -19,10 +19,15 @@ from painterid.embed.embedding import Embedder, EmbeddingConfig, embed_dataset, 
 from painterid.store.feature_store import FeatureStore
 
 
+#: Not part of a cache store's name: the version, the dimension, and what the backbone name and weights id already
+#: imply (recorded since "bring your own encoder"; left out so that stores made before stay found).
+_NOT_IN_STORE_KEY = ("dim", "painterid_version", "timm_name", "pretrained_tag", "weights_sha256", "crop_mode")
+
+
 def default_store_dir(data: Path, fingerprint: dict) -> Path:
     """A cache store path unique to this data folder and embedding."""
     key = "|".join([str(Path(data).resolve())] + [f"{k}={fingerprint.get(k)}" for k in sorted(fingerprint)
-                                                  if k not in ("dim", "painterid_version")])
+                                                  if k not in _NOT_IN_STORE_KEY])
     return cache_dir() / "stores" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -53,7 +58,7 @@ def embed_data(data: str | Path, embedder: Embedder, store_dir: str | Path | Non
     return store, dataset, failures
 
 
-def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None = None,
+def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | Embedder | None = None,
              store_dir: str | Path | None = None, progress=None, device=None, batch_size: int = 16,
              num_workers: int | None = None, base_dir: str | Path | None = None) -> Labelled:
     """Vectors and artists of DATA (embedding what is missing) or of an existing STORE.
@@ -74,6 +79,8 @@ def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None
                         paths=[r.path for r in rows])
     if isinstance(embedding, dict):
         embedder = embedder_for(embedding, base_dir, device=device, batch_size=batch_size, num_workers=num_workers)
+    elif isinstance(embedding, Embedder):  # one already built (the benchmark times it too)
+        embedder = embedding
     else:
         embedder = Embedder(embedding or EmbeddingConfig(), device=device, batch_size=batch_size,
                             num_workers=num_workers)
