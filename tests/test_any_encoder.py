@@ -305,3 +305,12 @@ def test_fetch_failure_without_network_is_weights_unavailable(fake_hub, monkeypa
     monkeypatch.setattr(weights_mod, "_check_host", no_net)
     with pytest.raises(WeightsUnavailable, match="painterid backbones --pull timm:test_resnet.r160_in1k"):
         create_backbone("timm:test_resnet.r160_in1k")
+
+
+def test_backbones_pull_fetches_a_timm_name_and_prints_its_hash(fake_hub):
+    calls, _ = fake_hub
+    res = CliRunner().invoke(app, ["backbones", "--pull", "timm:test_vit.r160_in1k"])
+    assert res.exit_code == 0, res.output
+    assert calls == [("timm/test_vit.r160_in1k", "model.safetensors")]
+    blob = next((Path(weights_mod._hf_cache_dir()) / "models--timm--test_vit.r160_in1k" / "blobs").iterdir())
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() in res.output

@@ -51,6 +51,8 @@ def backbones(
     out.print(table)
     for h in hints:
         out.print(f"  {h}", markup=False, highlight=False)
+    out.print("  any timm model: --backbone timm:NAME[.TAG]; a timm repo on the hub: --backbone hf-hub:ORG/REPO; "
+              "which serves your paintings best: painterid benchmark", markup=False, highlight=False)
 
 
 @app.command()
