@@ -1,76 +1,47 @@
-"""Untrained cosine AUC of each offline backbone × view × pooling on a labelled data set, and images per second.
+"""Which backbone serves the paintings best: `painterid benchmark` (painterid.training.benchmark), run from bench/.
 
-    python bench/backbones.py --data ../shared/paintings --out docs/results/backbones-real.json
+    python bench/backbones.py --data ../shared/paintings --out docs/results/benchmark-real.json \
+        --plot docs/results/benchmark-real.png --backbones efficientnet_lite0 efficientnet_lite1 ...
 
-ROC AUC over all same/different-artist pairs of the data set (no training: the embedding alone), also restricted to
-pairs whose two images come from the same source, with and without CSLS (k = 10, cohort = the other paintings).
+A thin caller of the library (one implementation): unseen-artist AUC over artist-disjoint folds and leaving one
+source out, with the default scoring and a trained head, seconds per image, dimension and memory of each backbone.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from painterid.data.datasets import discover  # noqa: E402
-from painterid.embed.embedding import Embedder, EmbeddingConfig  # noqa: E402
-from painterid.evaluation.metrics import roc_auc  # noqa: E402
-from painterid.scoring.normalise import neighbourhood  # noqa: E402
-
-
-def aucs(vectors: np.ndarray, artists: list[str], sources: list[str] | None) -> dict:
-    n = len(artists)
-    i, j = np.triu_indices(n, 1)
-    art = np.asarray(artists, dtype=object)
-    labels = (art[i] == art[j]).astype(int)
-    sims = vectors @ vectors.T
-    raw = sims[i, j]
-    np.fill_diagonal(sims, -np.inf)  # a painting is not its own neighbour in the cohort
-    r = neighbourhood(lambda rows: rows, sims, 10)  # rows of sims already are the scores against the cohort
-    csls = 2 * raw - r[i] - r[j]
-    out = {"auc": roc_auc(raw, labels), "auc_csls": roc_auc(csls, labels), "pairs": int(len(labels)),
-           "positives": int(labels.sum())}
-    if sources:
-        src = np.asarray(sources, dtype=object)
-        m = src[i] == src[j]
-        out["auc_within_source"] = roc_auc(raw[m], labels[m])
-        out["auc_csls_within_source"] = roc_auc(csls[m], labels[m])
-    return out
+from painterid.core.io import atomic_write_text  # noqa: E402
+from painterid.evaluation.benchmark_report import markdown, plot_png  # noqa: E402
+from painterid.training.benchmark import BenchmarkOptions, run_benchmark  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "efficientnet_lite2", "mobilenetv2"])
-    ap.add_argument("--views", nargs="+", default=["resize", "center", "corners", "patches"])
-    ap.add_argument("--pools", nargs="+", default=["gap", "style"])
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "efficientnet_lite1",
+                                                        "efficientnet_lite2", "mobilenetv2"])
+    ap.add_argument("--view", default="patches")
+    ap.add_argument("--pool", default=None, help="one pooling for all (default: each backbone's own)")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--plot", type=Path)
     args = ap.parse_args()
 
-    ds = discover(args.data)
-    rows = []
-    for backbone, view, pool in itertools.product(args.backbones, args.views, args.pools):
-        emb = Embedder(EmbeddingConfig(backbone=backbone, view=view, pool=pool), batch_size=args.batch_size)
-        t0 = time.perf_counter()
-        vecs, failures = emb.embed_files(ds.files)
-        secs = time.perf_counter() - t0
-        ok = ~np.isnan(vecs).any(1)
-        res = aucs(vecs[ok], [a for a, k in zip(ds.artists, ok) if k],
-                   [s for s, k in zip(ds.sources, ok) if k] if ds.sources else None)
-        row = {"backbone": backbone, "view": view, "pool": pool, "dim": emb.dim,
-               "images_per_s": round(len(ds.files) / secs, 2), "failures": len(failures), **res}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    opts = BenchmarkOptions(view=args.view, pool=args.pool, seeds=tuple(range(args.seeds)), epochs=args.epochs)
+    result = run_benchmark(args.data, args.backbones, opts, log=lambda m: print(m, file=sys.stderr, flush=True))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"data": str(args.data), "rows": rows}, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    if args.plot:
+        plot_png(result, args.plot)
+    print(markdown(result))
+    print(json.dumps({"best": result["best"]}))
 
 
 if __name__ == "__main__":

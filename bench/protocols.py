@@ -29,74 +29,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from painterid.data.pairs import (
-    balanced_pairs,  # noqa: E402
-    balanced_test_sets,  # noqa: E402
-)
-from painterid.data.splits import split_paintings  # noqa: E402
+from painterid.data.pairs import balanced_pairs  # noqa: E402
 from painterid.embed.embedding import EmbeddingConfig  # noqa: E402
 from painterid.embed.patches import EXTRA_PATCHES, PatchSource  # noqa: E402
 
 #: random crops per painting beside the grid patches for selfsup (--patch-extra)
 PATCH_EXTRA = [EXTRA_PATCHES]
 from painterid.embed.pipeline import labelled  # noqa: E402
-from painterid.evaluation.metrics import best_threshold, probability_metrics, roc_auc, threshold_metrics  # noqa: E402  # noqa: E402
-from painterid.evaluation.run import test_indices  # noqa: E402
+from painterid.evaluation.metrics import best_threshold  # noqa: E402
+from painterid.evaluation.protocols import folds, metrics, test_pairs  # noqa: E402, F401 (one implementation)
 from painterid.scoring.calibration import Calibrator  # noqa: E402
 from painterid.scoring.fusion import choose_weights, fused_scores  # noqa: E402
 from painterid.training import TrainOptions, fit  # noqa: E402
 from painterid.training.fit import CALIBRATIONS, crossfit_logits  # noqa: E402
-
-
-def folds(lab, protocols: list[str], seeds: list[int]):
-    """(protocol, fold name, train indices, val indices, test indices or None, split artists) of each fold."""
-    artists = list(lab.artists)
-    if "random" in protocols:
-        for seed in seeds:
-            sp = split_paintings(artists, val=0.2, test=0.3, holdout=0.25, seed=seed)
-            yield "random", f"seed{seed}", sp["indices"]["train"], sp["indices"]["val"], None, sp["artists"], seed
-    if "loso" in protocols:
-        if not lab.sources:
-            raise SystemExit("loso needs the source of every painting (sources.csv)")
-        for src in sorted(set(lab.sources)):
-            test = np.array([i for i, s in enumerate(lab.sources) if s == src])
-            test_artists = {artists[i] for i in test}
-            pool = np.array([i for i, (s, a) in enumerate(zip(lab.sources, artists))
-                             if s != src and a not in test_artists])
-            sp = split_paintings([artists[i] for i in pool], val=0.25, test=0.0, holdout=0.0, seed=0)
-            tr, va = pool[sp["indices"]["train"]], pool[sp["indices"]["val"]]
-            split = {"train": sp["artists"]["train"], "val": sp["artists"]["val"], "test": sorted(test_artists)}
-            yield "loso", src, tr, va, test, split, 0
-
-
-def test_pairs(proto: str, model, lab, test, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pairs [P, 3] of global indices with labels, mask of pairs within one source) of a fold's test."""
-    if proto == "loso":
-        local = balanced_pairs([lab.artists[i] for i in test], seed=seed)
-        pairs = np.column_stack([test[local[:, 0]], test[local[:, 1]], local[:, 2]])
-    else:  # exactly the unseen pairs `painterid evaluate` scores (bench/methods.py)
-        keep = test_indices(model, lab.hashes, list(lab.artists))
-        pairs = balanced_test_sets(list(lab.artists), model.train_artists, keep, seed=seed,
-                                   max_pos=1_000_000)["unseen"]
-    src = np.asarray(lab.sources or [""] * len(lab.artists), dtype=object)
-    return pairs, src[pairs[:, 0]] == src[pairs[:, 1]]
-
-
-def calibration_metrics(p: np.ndarray, y: np.ndarray) -> dict:
-    """How well p(same artist) matches the test pairs (painterid.evaluation.metrics.probability_metrics)."""
-    return {f"unseen.{k}": v for k, v in probability_metrics(p, y).items()}
-
-
-def metrics(scores: np.ndarray, pairs: np.ndarray, within: np.ndarray, threshold: float, calibrator=None) -> dict:
-    y = pairs[:, 2]
-    out = {"unseen.auc": roc_auc(scores, y), "unseen.accuracy": threshold_metrics(scores, y, threshold)["accuracy"],
-           "unseen.pairs": int(len(y))}
-    if calibrator is not None:
-        out.update(calibration_metrics(calibrator(scores), y))
-    if within.any() and len(np.unique(y[within])) == 2:
-        out["within.unseen.auc"] = roc_auc(scores[within], y[within])
-        out["within.unseen.accuracy"] = threshold_metrics(scores[within], y[within], threshold)["accuracy"]
-    return out
 
 
 def calibrations(model, opts, lab_e, tr, va, artists, kinds: list[str]):

@@ -30,8 +30,8 @@ def _json_object(text: str) -> bool:
 def _tiny_args(data: Path, out: Path) -> dict[str, list[str]]:
     img = sorted(data.rglob("*.jpg"))[:2] or sorted(data.rglob("*.png"))[:2]
     return {
-        "backbones.py": ["--data", str(data), "--backbones", "efficientnet_lite0", "--views", "center",
-                         "--pools", "gap", "--out", str(out / "backbones.json")],
+        "backbones.py": ["--data", str(data), "--backbones", "efficientnet_lite0", "--view", "center", "--seeds", "1",
+                         "--epochs", "1", "--out", str(out / "backbones.json")],
         "compare_models.py": [str(DEFAULT_MODEL), str(DEFAULT_MODEL), "--rounds", "1"],
         "compare_runtime.py": ["--rounds", "1", "--n", "2", "--size", "64"],
         "compare_startup.py": [*map(str, img), "--rounds", "1"],

@@ -51,8 +51,11 @@ def test_every_registered_pool_builds_and_an_unknown_one_is_one_line(random_lite
 
     assert POOLS == POOL_REGISTRY.names()
     x = torch.zeros(1, 3, 64, 64)
-    dims = {p: FeatureExtractor(random_lite0, p).eval()(x).shape[1] for p in POOLS}
+    dims = {p: FeatureExtractor(random_lite0, p).eval()(x).shape[1] for p in POOLS if p != "cls"}
     assert dims["both"] == dims["gap"] + dims["style"]  # both = gap then style, one forward pass
+    assert dims["tokens"] == 1280  # a CNN's tokens: the mean of forward_features' map (gap before timm's head)
+    with pytest.raises(PainterIDError, match="needs a transformer with a class token"):
+        FeatureExtractor(random_lite0, "cls")  # transformers only (tests/test_any_encoder.py)
     with pytest.raises(PainterIDError, match="unknown pool 'nope'; choose from gap, style, both"):
         FeatureExtractor(random_lite0, "nope")
 

@@ -1,4 +1,5 @@
-"""Housekeeping commands: `backbones` (the encoder registry and its weights), `cache info | compact | clear`, `version`."""
+"""Housekeeping commands: `backbones` (the encoder registry and its weights), `benchmark` (which encoder serves a
+collection best), `cache info | compact | clear`, `version`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from painterid.cli.common import app, err, out
+from painterid.cli.common import VIEW_REGISTRY, Pool, View, _pool_option, _progress, _value, app, err, out
+from painterid.core.defaults import DEFAULT_VIEW
 from painterid.core.errors import PainterIDError
 from painterid.core.version import __version__
 
@@ -49,6 +51,36 @@ def backbones(
     out.print(table)
     for h in hints:
         out.print(f"  {h}", markup=False, highlight=False)
+    out.print("  any timm model: --backbone timm:NAME[.TAG]; a timm repo on the hub: --backbone hf-hub:ORG/REPO; "
+              "which serves your paintings best: painterid benchmark", markup=False, highlight=False)
+
+
+@app.command()
+def benchmark(
+    data: Path = typer.Option(..., help="DATA folder of labelled paintings (sources.csv adds leave-one-source-out)"),
+    backbone: list[str] = typer.Option(..., "--backbone", help="an encoder to compare (repeatable): a registered "
+                                       "name, timm:NAME or hf-hub:ORG/REPO"),
+    weights: Optional[list[str]] = typer.Option(None, "--weights", metavar="BACKBONE=FILE",
+                                                help="weights file of one --backbone (repeatable; offline use)"),
+    view: View = typer.Option(DEFAULT_VIEW, help=VIEW_REGISTRY.describe()),
+    pool: Optional[Pool] = _pool_option(),
+    seeds: int = typer.Option(3, min=1, help="random artist-disjoint folds (seeds 0..N-1)"),
+    epochs: int = typer.Option(40, min=1, help="epochs of the trained head"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON instead of a table"),
+    out_json: Optional[Path] = typer.Option(None, "--out", help="also write the JSON result to this file"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="write a PNG bar chart of the AUCs to this file"),
+) -> None:
+    """Which encoder serves your paintings best: unseen-artist AUC (default scoring and a trained head), seconds
+    per image, dimension and memory of each --backbone, then the commands that make a model of the best."""
+    from painterid.cli.admin_glue import show_benchmark
+    from painterid.training.benchmark import BenchmarkOptions, parse_weights, run_benchmark
+
+    opts = BenchmarkOptions(view=view.value, pool=_value(pool), seeds=tuple(range(seeds)), epochs=epochs)
+    prog, update = _progress("embedding")
+    with prog:
+        result = run_benchmark(data, backbone, opts, parse_weights(weights, backbone), progress=update,
+                               log=lambda m: err.print(m, markup=False, highlight=False))
+    show_benchmark(result, as_json, out_json, plot)
 
 
 cache_app = typer.Typer(help="The cache of feature stores ($PAINTERID_CACHE): info, compact, clear.",

@@ -205,11 +205,20 @@ FINGERPRINT_KEYS = ("backbone", "weights_id", "view", "pool", "n_patches", "inpu
                     "interpolation", "crop_pct")
 
 
+#: Fingerprint keys recorded since "bring your own encoder": compared only where both artefacts record them.
+FINGERPRINT_KEYS_RECORDED = ("timm_name", "weights_sha256", "crop_mode")
+
+
 def config_differences(have: dict, want: dict, keys: tuple[str, ...] = FINGERPRINT_KEYS) -> list[str]:
-    """The fingerprint keys whose values differ between two embedding configs."""
+    """The fingerprint keys whose values differ between two embedding configs (the recorded-since keys only
+    where both have them)."""
     def norm(v):
         return list(v) if isinstance(v, tuple) else v
-    return [k for k in keys if norm(have.get(k)) != norm(want.get(k))]
+    diff = [k for k in keys if norm(have.get(k)) != norm(want.get(k))]
+    if keys is FINGERPRINT_KEYS:
+        diff += [k for k in FINGERPRINT_KEYS_RECORDED
+                 if have.get(k) is not None and want.get(k) is not None and have.get(k) != want.get(k)]
+    return diff
 
 
 def check_config_match(have: dict, want: dict, what: str, fix: str) -> None:

@@ -45,11 +45,17 @@ class BackboneSpec:
     cfg_overrides: tuple[tuple[str, Any], ...] = ()
     model_kwargs: tuple[tuple[str, Any], ...] = ()
     default_pool: str = "gap"
+    hub_repo: str | None = None  # hf-hub:ORG/REPO backbones: the repo holding config.json and the weights
 
     @property
     def architecture(self) -> str:
         """timm architecture without the pretrained tag."""
         return self.timm_name.split(".", 1)[0]
+
+    @property
+    def pretrained_tag(self) -> str | None:
+        """The pretrained tag of ``timm_name`` (``lvd142m`` of ``vit_small_patch14_dinov2.lvd142m``), if given."""
+        return self.timm_name.split(".", 1)[1] if "." in self.timm_name and not self.hub_repo else None
 
     @property
     def pip_hint(self) -> str | None:
@@ -185,11 +191,61 @@ _SPECS: tuple[BackboneSpec, ...] = (
 _REGISTRY: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
 
 
+#: Prefixes of backbones named on the command line rather than registered: any timm model, a timm hub repo.
+TIMM_PREFIX = "timm:"
+HF_PREFIX = "hf-hub:"
+
+
 def default_pool(name: str) -> str:
     """The pooling an embedding of backbone ``name`` gets unless told (its spec's ``default_pool``; ``gap`` for a
-    name painterid does not know, whose error comes later, where the backbone is built)."""
+    ``timm:`` / ``hf-hub:`` name (timm's own head pooling: global average for CNNs, the class token for most ViTs;
+    not measured here) and for a name painterid does not know, whose error comes later)."""
     spec = _REGISTRY.get(str(name).strip())
     return spec.default_pool if spec is not None else "gap"
+
+
+def is_dynamic(name: str) -> bool:
+    """Whether ``name`` is a ``timm:NAME`` or ``hf-hub:ORG/REPO`` backbone (made up on use, not registered)."""
+    return str(name).strip().startswith((TIMM_PREFIX, HF_PREFIX))
+
+
+def _check_timm_name(model: str) -> None:
+    """Refuse a timm model name (or pretrained tag) timm does not know, listing the close matches (difflib)."""
+    import difflib
+
+    import timm
+
+    arch, _, tag = model.partition(".")
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
+        hint = f"; close matches: {', '.join(close)}" if close else "; see timm.list_models()"
+        raise PainterIDError(f"unknown timm model '{arch}'{hint}")
+    if tag:
+        tags = timm.list_pretrained(f"{arch}.*")
+        if model not in tags:
+            close = difflib.get_close_matches(model, tags, n=5, cutoff=0.3) or tags[:5]
+            hint = f"; pretrained tags of {arch}: {', '.join(close)}" if close else f"; {arch} has no pretrained tags"
+            raise PainterIDError(f"unknown pretrained tag '{tag}' of timm model '{arch}'{hint}")
+
+
+def _dynamic_spec(name: str) -> BackboneSpec:
+    if name.startswith(TIMM_PREFIX):
+        model = name[len(TIMM_PREFIX):].strip()
+        if not model:
+            raise PainterIDError("--backbone timm:NAME needs a timm model name, e.g. timm:convnext_tiny.fb_in1k")
+        _check_timm_name(model)
+        return BackboneSpec(name=name, timm_name=model, source="hub", imagenet_classifier=False,
+                            licence="see the model card on the Hugging Face hub",
+                            description=f"timm model {model}; weights from the timm / Hugging Face cache")
+    repo = name[len(HF_PREFIX):].strip().strip("/")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise PainterIDError(f"--backbone hf-hub:ORG/REPO needs a Hugging Face repo id, got '{name}'")
+    return BackboneSpec(name=name, timm_name=name, source="hub", hub_repo=repo, imagenet_classifier=False,
+                        licence="see the model card on the Hugging Face hub",
+                        description=f"timm model from the Hugging Face repo {repo}")
+
+
+_DYNAMIC: dict[str, BackboneSpec] = {}
 
 
 def list_backbones() -> list[BackboneSpec]:
@@ -201,7 +257,13 @@ def get_spec(name: str) -> BackboneSpec:
     """The spec of backbone ``name``; an unknown name raises :class:`PainterIDError` listing the known ones."""
     if isinstance(name, BackboneSpec):
         return name
-    spec = _REGISTRY.get(str(name).strip())
+    name = str(name).strip()
+    spec = _REGISTRY.get(name)
+    if spec is None and is_dynamic(name):
+        if name not in _DYNAMIC:
+            _DYNAMIC[name] = _dynamic_spec(name)
+        return _DYNAMIC[name]
     if spec is None:
-        raise PainterIDError(f"unknown backbone '{name}'; known backbones: {', '.join(_REGISTRY)}")
+        raise PainterIDError(f"unknown backbone '{name}'; known backbones: {', '.join(_REGISTRY)}, "
+                              "or timm:NAME (any timm model) or hf-hub:ORG/REPO")
     return spec

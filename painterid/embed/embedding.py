@@ -64,6 +64,12 @@ class EmbeddingFingerprint(Mapping):
     interpolation: str | None
     crop_pct: float | None
     dim: int
+    # Recorded since "bring your own encoder" (None in older artefacts, which still load): the timm model with
+    # its pretrained tag, the full SHA-256 of the weight file, timm's crop mode.
+    timm_name: str | None = None
+    pretrained_tag: str | None = None
+    weights_sha256: str | None = None
+    crop_mode: str | None = None
     painterid_version: str = __version__
 
     def as_dict(self) -> dict:
@@ -135,9 +141,9 @@ class Embedder(EmbedsFiles):
                  batch_size: int = 16, num_workers: int | None = None):
         import torch
 
-        from painterid.embed.factory import create_backbone
-
-        from painterid.embed.weights import weights_id
+        from painterid.embed.factory import create_backbone_at, timm_record
+        from painterid.embed.backbones import get_spec
+        from painterid.embed.weights import weights_id, weights_sha256
         from painterid.embed.features import FeatureExtractor
         from painterid.embed.images import VIEW_COMBINE, ViewTransform
 
@@ -149,7 +155,7 @@ class Embedder(EmbedsFiles):
         # CPU with <= 2 cores: a decoding worker only takes cores from the forward pass (docs/PERFORMANCE.md)
         auto = 0 if self.device.type == "cpu" and cpus <= 2 else min(4, max(0, cpus - 1))
         self.num_workers = auto if num_workers is None else num_workers
-        model, data_config = create_backbone(config.backbone, weights=config.weights)
+        model, data_config = create_backbone_at(config.backbone, config.weights, config.input_size)
         if config.input_size:
             data_config = {**data_config, "input_size": (3, int(config.input_size), int(config.input_size))}
         self.data_config = data_config
@@ -173,6 +179,9 @@ class Embedder(EmbedsFiles):
             interpolation=data_config.get("interpolation"),
             crop_pct=data_config.get("crop_pct"),
             dim=int(dim),
+            **timm_record(model, get_spec(config.backbone)),
+            weights_sha256=weights_sha256(config.backbone, config.weights),
+            crop_mode=data_config.get("crop_mode"),
         )
 
     @property

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from painterid.core.errors import PainterIDError, WeightsUnavailable
 from painterid.embed.backbones import BackboneSpec, get_spec
 from painterid.embed.weights import (WeightsSource, _first_line, _map_state_dict, _missing, _read_state_dict,
-                                     fetch_weights, find_weights)
+                                     fetch_weights, find_weights, hub_model_config)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -47,13 +48,48 @@ def _create(spec: BackboneSpec, overlay: dict[str, Any] | None = None, pretraine
     import timm
 
     cfg = {**dict(spec.cfg_overrides), **(overlay or {})}
+    arch, kwargs = spec.timm_name, dict(spec.model_kwargs)
+    if spec.hub_repo:  # hf-hub:ORG/REPO: the architecture and its preprocessing come from the repo's config.json
+        hub = hub_model_config(spec.name)
+        arch = hub["architecture"]
+        cfg = {**(hub.get("pretrained_cfg") or {}), **cfg}
+        kwargs = {**(hub.get("model_args") or {}), "num_classes": hub.get("num_classes", 0), **kwargs}
     with _offline():
-        return timm.create_model(
-            spec.timm_name,
-            pretrained=pretrained,
-            pretrained_cfg_overlay=cfg or None,
-            **dict(spec.model_kwargs),
-        )
+        return timm.create_model(arch, pretrained=pretrained, pretrained_cfg_overlay=cfg or None, **kwargs)
+
+
+def timm_record(model, spec: BackboneSpec) -> dict:
+    """What a fingerprint records of a timm model: its architecture and pretrained tag."""
+    pcfg = getattr(model, "pretrained_cfg", None) or {}
+    arch = pcfg.get("architecture") or spec.architecture
+    tag = pcfg.get("tag") or spec.pretrained_tag
+    return {"timm_name": f"{arch}.{tag}" if tag else arch, "pretrained_tag": tag}
+
+
+def _fixed_vit_size(model) -> tuple[int, int] | None:
+    """A transformer's fixed input size (H, W), or None (a CNN, or a ViT built with ``dynamic_img_size``)."""
+    pe = getattr(model, "patch_embed", None)
+    if pe is None or getattr(model, "dynamic_img_size", False) or getattr(pe, "img_size", None) is None:
+        return None
+    size = pe.img_size
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def create_backbone_at(name: str, weights: str | Path | None, input_size: int | None) -> tuple[torch.nn.Module, dict]:
+    """:func:`create_backbone` run at ``input_size`` px: a transformer with a fixed input size of another size is
+    built again with timm's ``dynamic_img_size=True`` (position embeddings resampled to the input), or refused in
+    one line where timm does not offer it; CNNs run at any size as they are."""
+    model, cfg = create_backbone(name, weights=weights)
+    fixed = _fixed_vit_size(model)
+    if input_size and fixed is not None and fixed != (int(input_size), int(input_size)):
+        spec = get_spec(name)
+        try:
+            model, cfg = create_backbone(replace(spec, model_kwargs=(*spec.model_kwargs, ("dynamic_img_size", True))),
+                                         weights=weights)
+        except TypeError:
+            raise PainterIDError(f"backbone '{spec.name}' runs only at {fixed[0]}x{fixed[1]} px and timm offers no "
+                                 f"dynamic size for it; drop --input-size {input_size}") from None
+    return model, cfg
 
 
 def create_backbone(

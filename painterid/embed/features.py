@@ -1,4 +1,5 @@
-"""Pooling of backbone features into one vector per image: ``gap``, ``style``, ``both`` or ``stage``.
+"""Pooling of backbone features into one vector per image: ``gap``, ``style``, ``both``, ``stage``, ``cls`` or
+``tokens``.
 
 * ``gap``: timm's pooled final features, ``model.forward_head(model.forward_features(x), pre_logits=True)``
   (global average pooling for CNNs, the class token / pooled tokens for ViTs).  Not normalised.
@@ -12,6 +13,9 @@
 * ``stage``: the channel means of the last ``feature_info`` stage's map (for EfficientNet / MobileNetV2 the
   320-channel output of the last block, before the head's 1x1 convolution to 1280 channels and its activation;
   the forward pass stops there).  Not normalised.
+* ``cls``: a transformer's class token from ``forward_features`` (after the final norm, before any head).
+* ``tokens``: the mean of a transformer's patch tokens from ``forward_features`` (prefix tokens, i.e. class and
+  register tokens, left out); for a CNN the mean of ``forward_features``' map (``gap`` without timm's head).
 
 Intermediate maps come from timm's ``forward_intermediates`` (CNNs give NCHW; ViTs give NCHW patch-token maps
 without prefix tokens); a model without it is read through forward hooks on the modules named in
@@ -88,6 +92,10 @@ class FeatureExtractor(nn.Module):
         info = _feature_info(model)
         if POOL_REGISTRY.get(pool).needs_stages and not info:
             raise PainterIDError(f"pool '{pool}' needs a timm model with feature_info; use pool 'gap'")
+        self.prefix_tokens = int(getattr(model, "num_prefix_tokens", 0) or 0)
+        if pool == "cls" and getattr(model, "cls_token", None) is None:
+            raise PainterIDError(f"pool 'cls' needs a transformer with a class token; {type(model).__name__} has "
+                                 "none: use pool 'tokens' or 'gap'")
         n = len(info)
         if stages is not None and (not stages or any(not -n <= int(i) < n for i in stages)):
             raise PainterIDError(f"stages {list(stages)} out of range for a model with {n} feature stages")
@@ -149,6 +157,14 @@ class FeatureExtractor(nn.Module):
         ]
         return torch.cat(parts, dim=1)
 
+    def _tokens(self, final: torch.Tensor) -> torch.Tensor:
+        """``cls`` or ``tokens`` of ``forward_features``' output (NLC tokens, or a CNN's NCHW map)."""
+        if final.ndim == 4:  # a CNN: channels first, as timm's forward_features gives
+            return final.float().mean(dim=(2, 3))
+        if self.pool == "cls":
+            return final[:, 0].float()
+        return final[:, self.prefix_tokens:].float().mean(dim=1)
+
     def _gap(self, final: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(final, pre_logits=True).flatten(1).float()
 
@@ -163,6 +179,9 @@ class FeatureExtractor(nn.Module):
         if self.pool == "gap":
             fmap = self.model.forward_features(x)
             out = self._gap(fmap)
+        elif self.pool in ("cls", "tokens"):
+            fmap = self.model.forward_features(x)
+            out = self._tokens(fmap)
         elif self.pool == "style":
             _, inter = self._intermediates(x, need_final=False)
             out, fmap = self._style(inter), inter[-1]

@@ -19,10 +19,15 @@ from painterid.embed.embedding import Embedder, EmbeddingConfig, embed_dataset
 from painterid.store.feature_store import FeatureStore
 
 
+#: Not part of a cache store's name: the version, the dimension, and what the backbone name and weights id already
+#: imply (recorded since "bring your own encoder"; left out so that stores made before stay found).
+_NOT_IN_STORE_KEY = ("dim", "painterid_version", "timm_name", "pretrained_tag", "weights_sha256", "crop_mode")
+
+
 def default_store_dir(data: Path, fingerprint: dict) -> Path:
     """A cache store path unique to this data folder and embedding."""
     key = "|".join([str(Path(data).resolve())] + [f"{k}={fingerprint.get(k)}" for k in sorted(fingerprint)
-                                                  if k not in ("dim", "painterid_version")])
+                                                  if k not in _NOT_IN_STORE_KEY])
     return cache_dir() / "stores" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -72,7 +77,7 @@ def data_embedder(embedding: dict | EmbeddingConfig | None = None, base_dir: str
     return embedder
 
 
-def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None = None,
+def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | Embedder | None = None,
              store_dir: str | Path | None = None, progress=None, device=None, batch_size: int = 16,
              num_workers: int | None = None, base_dir: str | Path | None = None,
              runtime: str | None = None, embedder=None) -> Labelled:
@@ -94,6 +99,8 @@ def labelled(data_or_store: str | Path, embedding: dict | EmbeddingConfig | None
         return Labelled(store.vectors, [r.artist for r in rows], [r.name for r in rows], [r.sha256 for r in rows],
                         [r.source for r in rows] if any(r.source for r in rows) else None, store.embedding,
                         paths=[r.path for r in rows])
+    if embedder is None and hasattr(embedding, "embed_files"):  # one already built (the benchmark times it)
+        embedder = embedding
     if embedder is None:  # else the caller's (e.g. patches.CapturingEmbedder over the model's own embedding)
         embedder = data_embedder(embedding, base_dir, device, runtime, batch_size, num_workers)
     store, dataset, failures = embed_data(path, embedder, store_dir, progress=progress)

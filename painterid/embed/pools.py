@@ -26,6 +26,9 @@ POOL_REGISTRY: Registry[Pool] = Registry("pool")
 for _p in (Pool("gap", "timm's pooled final features (global average pooling)", False),
            Pool("style", "channel means and deviations of every stage (texture, brush marks)", True),
            Pool("both", "gap and style concatenated, one forward pass", True),
-           Pool("stage", "channel means of the last feature stage, before the head's 1x1 convolution", True)):
+           Pool("stage", "channel means of the last feature stage, before the head's 1x1 convolution", True),
+           Pool("cls", "a transformer's class token after its final norm (ViTs with a class token)", False),
+           Pool("tokens", "mean of a transformer's patch tokens after its final norm (CNNs: mean of the last map)",
+                False)):
     POOL_REGISTRY.register(_p)
 POOLS = POOL_REGISTRY.names()

@@ -153,6 +153,8 @@ def ensure_export(request: dict, export: bool = True) -> tuple[Path, dict]:
                             f"fast CPU path; this once needs torch and takes a few seconds, then it is cached in {root}"))
     except ExportError as exc:
         atomic_write_text(failed, json.dumps({"reason": str(exc), "request": request, "weights_id": wid}))
+        # Said once: later calls find the .failed.json and fall back to torch without a word.
+        _say(f"{exc}; torch embeds it instead (not tried again: {failed})")
         raise OnnxUnavailable(str(exc)) from None
     # The same export answers the request spelled with the input size made explicit (a model's fingerprint) and,
     # when that is the backbone's own size, spelled without it (`painterid embed`'s default).

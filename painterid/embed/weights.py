@@ -117,6 +117,8 @@ def _remote(spec: BackboneSpec) -> tuple[str | None, str | None, list[str], str 
     """``(hf repo id, revision, file names in the order tried, url)`` timm names for ``spec``'s weights."""
     from timm.models import get_pretrained_cfg
 
+    if spec.hub_repo:  # hf-hub:ORG/REPO: timm's hub layout (config.json beside the weights)
+        return spec.hub_repo, None, ["model.safetensors", "pytorch_model.bin"], None
     cfg = get_pretrained_cfg(spec.timm_name)
     if cfg is None:
         return None, None, [], None
@@ -303,6 +305,8 @@ def fetch_weights(name: str) -> WeightsSource:
         raise WeightsUnavailable(f"backbone '{spec.name}' has no weights on the hub; {spec.hint}")
     for path, hid in _hub_candidates(spec):
         return WeightsSource("hub", path, hid, f"cache {path}")
+    if spec.hub_repo:
+        hub_model_config(spec.name)  # the architecture comes with the weights
     repo, revision, names, url = _remote(spec)
     if not repo and not url:
         raise WeightsUnavailable(f"timm names no pretrained weights for backbone '{spec.name}' ({spec.timm_name}); "
@@ -322,6 +326,36 @@ def fetch_weights(name: str) -> WeightsSource:
     return WeightsSource("hub", path, _hub_id(label, path), f"downloaded {path}")
 
 
+def hub_model_config(name: str) -> dict:
+    """The ``config.json`` of an ``hf-hub:ORG/REPO`` backbone (architecture, pretrained_cfg, model_args): from the
+    cache, else fetched into it; offline or unreachable: :class:`WeightsUnavailable` naming where it looked."""
+    import json
+
+    spec = get_spec(name)
+    assert spec.hub_repo
+    path = _hf_cached_file(spec.hub_repo, "config.json", None)
+    if path is None:
+        if offline_requested():
+            raise _missing(spec)
+        try:
+            path, _ = _download_hf(spec.hub_repo, None, ["config.json"])
+        except WeightsUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - no network, proxy, HTTP error: all the same to the user
+            why = str(exc) if isinstance(exc, _NoNetwork) else _first_line(exc)
+            raise WeightsUnavailable(
+                f"cannot fetch the config of backbone '{spec.name}' ({why}); nothing in "
+                f"{cache_location(spec.name)}; run `{spec.pull_command}` with a network, or pass --weights FILE"
+            ) from None
+    try:
+        cfg = json.loads(Path(path).read_text())
+        cfg["architecture"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise WeightsUnavailable(f"{path} is not a timm model config (no 'architecture'); is {spec.hub_repo} "
+                                 "a timm model?") from None
+    return cfg
+
+
 def weights_status(name: str) -> str:
     """``"available: <where>"`` or ``"missing: <how to get them>"``, without loading the model."""
     spec = get_spec(name)
@@ -332,6 +366,26 @@ def weights_status(name: str) -> str:
     if src is None:
         return f"missing: {spec.hint}"
     return f"available: {src.where}"
+
+
+def ensure_weights(name: str, weights: str | Path | None = None) -> WeightsSource:
+    """The weights of ``name`` on this machine, fetched now (with progress) for a hub backbone that lacks them;
+    :class:`WeightsUnavailable` (one line) when they cannot be had."""
+    spec = get_spec(name)
+    src = find_weights(spec.name, weights)
+    if src is None and spec.source == "hub":
+        src = fetch_weights(spec.name)
+    if src is None:
+        raise _missing(spec)
+    return src
+
+
+def weights_sha256(name: str, weights: str | Path | None = None, pretrained: bool = True) -> str | None:
+    """Full SHA-256 of the weight file ``create_backbone(name, weights, pretrained)`` would load (None: random)."""
+    if not pretrained:
+        return None
+    src = find_weights(get_spec(name).name, weights)
+    return file_sha256(src.path) if src is not None and src.path is not None else None
 
 
 def weights_id(name: str, weights: str | Path | None = None, pretrained: bool = True) -> str:
@@ -403,7 +457,11 @@ def _map_state_dict(src: dict[str, torch.Tensor], target: dict[str, torch.Tensor
     elif len(src_keys) == len(tgt_keys):
         pairs = list(zip(src_keys, tgt_keys))
     else:
-        return f"{len(src_keys)} tensors where the model has {len(tgt_keys)}"
+        missing = [k for k in tgt_keys if k not in src]
+        extra = [k for k in src_keys if k not in target]
+        first = (f"first mismatched key: '{missing[0]}' missing from the file" if missing else
+                 f"first mismatched key: '{extra[0]}' not in the model" if extra else "")
+        return f"{len(src_keys)} tensors where the model has {len(tgt_keys)}" + (f"; {first}" if first else "")
     for s, t in pairs:
         if tuple(src[s].shape) != tuple(target[t].shape):
             return f"'{s}' has shape {tuple(src[s].shape)} where '{t}' needs {tuple(target[t].shape)}"
