@@ -1,5 +1,6 @@
 """evaluation: how good a model is. Metrics over scored pairs and MAP@R over embeddings, the evaluate run over
-a data set's protocols, the HTML report and the seed report's Table 1.
+a data set's protocols, the unseen-artist protocols (random artist folds, leave one source out: protocols), what
+`painterid benchmark` shows (benchmark_report), the HTML report and the seed report's Table 1.
 
 May import: painterid.scoring, painterid.embed, painterid.store, painterid.data, painterid.core; never
 painterid.training."""

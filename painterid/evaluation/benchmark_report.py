@@ -86,7 +86,8 @@ def plot_png(result: dict, path: str | Path) -> Path:
     ax.set_ylabel("unseen-artist ROC AUC")
     ax.set_ylim(0.5, 1.0)
     ax.axhline(0.5, color="grey", lw=0.5)
-    ax.set_title(f"painterid benchmark: {Path(result['data']).name} ({encs[0]['images'] if encs else 0} paintings)")
+    ax.set_title(f"painterid benchmark: {result['data']} ({encs[0]['images'] if encs else 0} paintings, view "
+                 f"{result.get('view')}); bars: mean ± std over folds", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     path = Path(path)

@@ -1,5 +1,6 @@
 """training: making a model (imported only by `painterid train`). Fitting a method on a training split, members
-of fused models, fine-tuning the backbone from image files, the Trainer loop and training curves.
+of fused models, fine-tuning the backbone from image files, the Trainer loop and training curves, and
+`painterid benchmark` (benchmark: encoders compared by the models trained on them).
 
 May import: painterid.evaluation, painterid.scoring, painterid.embed, painterid.store, painterid.data,
 painterid.core; never painterid.tasks or painterid.cli."""
