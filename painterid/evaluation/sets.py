@@ -185,3 +185,13 @@ def parse_ks(text: str) -> list[int]:
     if not ks or ks[0] < 1:
         raise DataError(f"--references takes numbers of references >= 1, like 1,3,5 (got {text!r})")
     return ks
+
+
+def benchmark_set_auc(model, lab, held_out: Sequence[int], k: int = 3, seed: int = 0) -> float | None:
+    """AUC of the default set score (`DEFAULT_AGGREGATE`) with `k` references, over the set trials of the paintings
+    `held_out` of `lab`; None where too few artists have k + 1 of them (`painterid benchmark`'s set column)."""
+    from painterid.scoring.sets import DEFAULT_AGGREGATE
+
+    row = set_protocol_metrics(model, lab.vectors, list(lab.artists), list(held_out), ks=(k,), seed=seed,
+                               aggregates=(DEFAULT_AGGREGATE,))[str(k)]
+    return None if "skipped" in row else float(row["auc"][DEFAULT_AGGREGATE])

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from painterid.core.errors import DataError
+from painterid.scoring.sets import DEFAULT_AGGREGATE  # noqa: F401 (re-exported)
 
 #: the aggregates sets.json calibrates (those that need no images: verify's fast path)
 CALIBRATED = ("mean", "max", "top2", "centroid", "znorm-mean", "znorm-top2", "artist-lr")
 DEFAULT_KS = (1, 2, 3, 5, 10)
 #: the set score verify uses unless told (decided on both protocols: bench/sets.py, docs/results/screening.md)
-DEFAULT_AGGREGATE = "centroid"
 
 
 def cohort_digest(model) -> str | None:

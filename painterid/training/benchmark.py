@@ -10,8 +10,6 @@ bench/backbones.py is a thin caller of :func:`run_benchmark` (one implementation
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import time
 from dataclasses import dataclass
@@ -58,11 +56,10 @@ def parse_weights(items: list[str] | None, backbones: list[str]) -> dict[str, st
 
 
 def set_auc_hook():
-    """The optional "set AUC at K = 3" column: ``painterid.evaluation.sets.benchmark_set_auc(model, lab, test, k)``
-    where that module exists (issue "Forgery screening"), else None and the column is left out."""
-    if importlib.util.find_spec("painterid.evaluation.sets") is None:
-        return None
-    return getattr(importlib.import_module("painterid.evaluation.sets"), "benchmark_set_auc", None)
+    """The "set AUC at K = 3" column: the default set score of `painterid verify` (evaluation.sets)."""
+    from painterid.evaluation.sets import benchmark_set_auc
+
+    return benchmark_set_auc
 
 
 def _rss_mb() -> float | None:
