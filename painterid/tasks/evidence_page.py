@@ -192,7 +192,7 @@ def render_patch_figure(ev, title: str, note: str = "") -> bytes:
                 s.set_linewidth(3 if spine_ax is a else 1)
     fig.suptitle(title, fontsize=11)
     if note:
-        bottom.text(0.5, 0.0, note, ha="center", va="bottom", fontsize=8, color="0.35")
+        fig.supxlabel(note, fontsize=8, color="0.35")  # constrained layout keeps room for it
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     return buf.getvalue()
