@@ -137,7 +137,7 @@ def write_page(out_dir: Path, result: dict, ev) -> Path:
     out_dir = Path(out_dir)
     questioned = str(result["questioned"])
     patches = evidence_block(ev) if ev is not None else (
-        "<p>No patch evidence: the model does not embed by native-resolution patches.</p>")
+        "<p>No patch evidence: the model is not a single model of native-resolution patches.</p>")
     name = html.escape(Path(questioned).name)
     page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="questioned" '
             f'content="{html.escape(questioned)}"><title>painterid verify: {name}</title><style>{STYLE}</style>'
