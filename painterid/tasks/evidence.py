@@ -235,12 +235,13 @@ PAGE_REFERENCES = 3
 
 def write_verify_report(out_dir: Path, result: dict, model_dir: Path) -> Path:
     """One self-contained HTML page (images inlined as base64 PNG/JPEG) for one questioned painting."""
-    from painterid.scoring.loading import single_model
+    from painterid.scoring.loading import load_model
+    from painterid.scoring.model import PairModel
     from painterid.tasks.evidence_page import write_page
 
     closest = list(result.get("closest") or [])
-    model = single_model(model_dir, "verify --report")
+    model = load_model(model_dir)  # a fused model: the page without patch evidence
     ev = None
-    if model.embedding.get("view") == "patches" and closest:
+    if isinstance(model, PairModel) and model.embedding.get("view") == "patches" and closest:
         ev = patch_evidence(model, str(result["questioned"]), [c["reference"] for c in closest[:PAGE_REFERENCES]])
     return write_page(Path(out_dir), result, ev)

@@ -137,7 +137,7 @@ def write_page(out_dir: Path, result: dict, ev) -> Path:
     out_dir = Path(out_dir)
     questioned = str(result["questioned"])
     patches = evidence_block(ev) if ev is not None else (
-        "<p>No patch evidence: the model does not embed by native-resolution patches.</p>")
+        "<p>No patch evidence: the model is not a single model of native-resolution patches.</p>")
     name = html.escape(Path(questioned).name)
     page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="questioned" '
             f'content="{html.escape(questioned)}"><title>painterid verify: {name}</title><style>{STYLE}</style>'
@@ -192,7 +192,7 @@ def render_patch_figure(ev, title: str, note: str = "") -> bytes:
                 s.set_linewidth(3 if spine_ax is a else 1)
     fig.suptitle(title, fontsize=11)
     if note:
-        bottom.text(0.5, 0.0, note, ha="center", va="bottom", fontsize=8, color="0.35")
+        fig.supxlabel(note, fontsize=8, color="0.35")  # constrained layout keeps room for it
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     return buf.getvalue()
