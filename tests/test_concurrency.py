@@ -390,8 +390,8 @@ def test_a_file_size_limit_during_index_build_keeps_the_previous_index(tmp_path,
 def test_sigterm_mid_embed_stops_cleanly_and_the_next_run_resumes_to_the_same_store(tmp_path, data, reference):
     out = tmp_path / "store"
     cmd = embed_cmd(data, out, "--commit-every", "2", "--batch-size", "1")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    env = child_env(PAINTERID_CACHE=str(tmp_path / "cache"))  # a fresh content cache: every image is embedded
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while not list(out.glob("shard-*.safetensors")):
@@ -409,7 +409,7 @@ def test_sigterm_mid_embed_stops_cleanly_and_the_next_run_resumes_to_the_same_st
     assert not list(out.glob("*.tmp-*"))
     before = len(FeatureStore.open(out))
     assert 2 <= before < 12, before
-    again = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert_equals_reference(FeatureStore.open(out), reference)
 
