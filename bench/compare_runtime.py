@@ -96,8 +96,8 @@ def throughput(n: int, size: int, rounds: int, tmp: Path) -> dict:
     import numpy as np
 
     from painterid.data.synthetic import make_synthetic_dataset
-    from painterid.embed.images import load_image
-    from painterid.embed.runtime import default_request, make_embedder
+    from painterid.embedding.images import load_image
+    from painterid.embedding.runtime import default_request, make_embedder
 
     root = tmp / "paintings"
     make_synthetic_dataset(root, n_artists=-(-n // 8), per_artist=8, size=size, seed=1)

@@ -40,8 +40,8 @@ def main() -> None:
     import torch
 
     from painterid.data.synthetic import make_synthetic_dataset
-    from painterid.embed.embedding import Embedder, EmbeddingConfig, default_backbone
-    from painterid.embed.images import load_image
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig, default_backbone
+    from painterid.embedding.images import load_image
 
     tmp = tempfile.TemporaryDirectory()
     root = args.data or Path(tmp.name) / "paintings"

@@ -23,8 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from painterid.core.errors import DataError  # noqa: E402
-from painterid.embed.embedding import EmbeddingConfig  # noqa: E402
-from painterid.embed.pipeline import labelled  # noqa: E402
+from painterid.embedding.embedder import EmbeddingConfig  # noqa: E402
+from painterid.embedding.pipeline import labelled  # noqa: E402
 from painterid.evaluation.metrics import roc_auc  # noqa: E402
 from painterid.scoring.calibration import Calibrator  # noqa: E402
 from painterid.tasks.identify import open_set_calibration  # noqa: E402

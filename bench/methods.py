@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from painterid.embed.embedding import EmbeddingConfig  # noqa: E402
-from painterid.embed.pipeline import labelled  # noqa: E402
+from painterid.embedding.embedder import EmbeddingConfig  # noqa: E402
+from painterid.embedding.pipeline import labelled  # noqa: E402
 from painterid.evaluation.run import evaluate_model  # noqa: E402
 from painterid.training import IMAGE_METHODS, TrainOptions, train_from_images, train_model  # noqa: E402
 

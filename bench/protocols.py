@@ -30,12 +30,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from painterid.data.pairs import balanced_pairs  # noqa: E402
-from painterid.embed.embedding import EmbeddingConfig  # noqa: E402
-from painterid.embed.patches import EXTRA_PATCHES, PatchSource  # noqa: E402
+from painterid.embedding.embedder import EmbeddingConfig  # noqa: E402
+from painterid.embedding.patches import EXTRA_PATCHES, PatchSource  # noqa: E402
 
 #: random crops per painting beside the grid patches for selfsup (--patch-extra)
 PATCH_EXTRA = [EXTRA_PATCHES]
-from painterid.embed.pipeline import labelled  # noqa: E402
+from painterid.embedding.pipeline import labelled  # noqa: E402
 from painterid.evaluation.metrics import best_threshold  # noqa: E402
 from painterid.evaluation.protocols import folds, metrics, test_pairs  # noqa: E402, F401 (one implementation)
 from painterid.scoring.calibration import Calibrator  # noqa: E402
@@ -123,7 +123,7 @@ def main() -> None:
                     "retrained on it)")
     ap.add_argument("--patch-extra", type=int, default=EXTRA_PATCHES,
                     help="random crops per painting beside its grid patches for selfsup (cohort set uses "
-                    "painterid.embed.patches.COHORT_EXTRA_PATCHES)")
+                    "painterid.embedding.patches.COHORT_EXTRA_PATCHES)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     PATCH_EXTRA[0] = args.patch_extra

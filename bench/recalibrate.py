@@ -31,7 +31,7 @@ from common import machine  # noqa: E402
 
 from painterid.core.errors import DataError  # noqa: E402
 from painterid.data.pairs import balanced_pairs  # noqa: E402
-from painterid.embed.pipeline import labelled  # noqa: E402
+from painterid.embedding.pipeline import labelled  # noqa: E402
 from painterid.evaluation.metrics import roc_auc  # noqa: E402
 from painterid.scoring.loading import load_model
 from painterid.tasks.calibrate import check_pairs, pair_metrics, refit  # noqa: E402

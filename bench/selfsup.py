@@ -45,10 +45,10 @@ from torch import nn  # noqa: E402
 
 from painterid.core.locations import cache_dir  # noqa: E402
 from painterid.data.pairs import balanced_pairs  # noqa: E402
-from painterid.embed.embedding import Embedder, EmbeddingConfig  # noqa: E402
-from painterid.embed.images import load_image  # noqa: E402
-from painterid.embed.patches import random_crops  # noqa: E402
-from painterid.embed.pipeline import labelled  # noqa: E402
+from painterid.embedding.embedder import Embedder, EmbeddingConfig  # noqa: E402
+from painterid.embedding.images import load_image  # noqa: E402
+from painterid.embedding.patches import random_crops  # noqa: E402
+from painterid.embedding.pipeline import labelled  # noqa: E402
 from painterid.evaluation.metrics import roc_auc  # noqa: E402
 from painterid.training import TrainOptions, fit  # noqa: E402
 

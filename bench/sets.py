@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from protocols import folds  # noqa: E402
 
 from painterid.core.defaults import DEFAULT_CHAIN, DEFAULT_METHOD  # noqa: E402
-from painterid.embed.patches import PatchSource  # noqa: E402
-from painterid.embed.pipeline import labelled  # noqa: E402
+from painterid.embedding.patches import PatchSource  # noqa: E402
+from painterid.embedding.pipeline import labelled  # noqa: E402
 from painterid.evaluation.sets import TrialScorer, k_metrics, pooled_scores, set_trials  # noqa: E402
 from painterid.scoring.loading import load_model  # noqa: E402
 from painterid.scoring.metrics import roc_auc  # noqa: E402

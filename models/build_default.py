@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from painterid.core.defaults import DEFAULT_CHAIN, DEFAULT_METHOD  # noqa: E402
-from painterid.embed.embedding import EmbeddingConfig  # noqa: E402
-from painterid.embed.pipeline import labelled  # noqa: E402
+from painterid.embedding.embedder import EmbeddingConfig  # noqa: E402
+from painterid.embedding.pipeline import labelled  # noqa: E402
 from painterid.evaluation.run import evaluate_model  # noqa: E402
 from painterid.scoring.card import model_card  # noqa: E402
 from painterid.training import TrainOptions, train_model  # noqa: E402

@@ -1,6 +1,6 @@
 """painterid: were these paintings made by the same artist?
 
-The public API (``painterid.compare``, ``painterid.embed``, ``painterid.load_model``) lives in
+The public API (``painterid.compare``, ``painterid.embedding``, ``painterid.load_model``) lives in
 :mod:`painterid.api` and is imported on first use, so ``import painterid`` stays cheap.
 """
 

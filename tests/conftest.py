@@ -28,8 +28,8 @@ def synthetic_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_store(tmp_path_factory, synthetic_data) -> Path:
     """The synthetic data embedded once with the smallest offline backbone."""
-    from painterid.embed.embedding import Embedder, EmbeddingConfig
-    from painterid.embed.pipeline import embed_data
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig
+    from painterid.embedding.pipeline import embed_data
 
     out = tmp_path_factory.mktemp("store") / "store"
     embedder = Embedder(EmbeddingConfig(backbone="efficientnet_lite0", view="center", pool="style"), num_workers=0)

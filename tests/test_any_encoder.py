@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from painterid.cli import app
 from painterid.core.errors import PainterIDError, WeightsUnavailable
 from painterid.core.io import config_differences
-from painterid.embed import weights as weights_mod
-from painterid.embed.backbones import get_spec
-from painterid.embed.embedding import Embedder, EmbeddingConfig
-from painterid.embed.factory import create_backbone
+from painterid.embedding import weights as weights_mod
+from painterid.embedding.backbones import get_spec
+from painterid.embedding.embedder import Embedder, EmbeddingConfig
+from painterid.embedding.factory import create_backbone
 
 CNN, VIT = "timm:test_resnet", "timm:test_vit"
 
@@ -86,7 +86,7 @@ def test_fingerprint_records_timm_name_tag_sha_and_preprocessing(files):
 
 
 def test_transformer_poolings_are_the_class_token_and_the_mean_of_patch_tokens(files):
-    from painterid.embed.features import FeatureExtractor
+    from painterid.embedding.features import FeatureExtractor
 
     model, _ = create_backbone(VIT, weights=files[VIT])
     x = torch.randn(2, 3, 160, 160, generator=torch.Generator().manual_seed(0))
@@ -143,7 +143,7 @@ def test_onnx_export_agrees_with_torch(name, pool, files, monkeypatch, tmp_path)
     pytest.importorskip("onnxruntime")
     from PIL import Image
 
-    from painterid.embed.runtime import OnnxEmbedder, export_request, make_embedder
+    from painterid.embedding.runtime import OnnxEmbedder, export_request, make_embedder
 
     monkeypatch.setenv("PAINTERID_CACHE", str(tmp_path / "cache"))
     req = export_request(name, "patches", pool, 3, str(files[name]), None)
@@ -158,9 +158,9 @@ def test_onnx_export_agrees_with_torch(name, pool, files, monkeypatch, tmp_path)
 
 def test_auto_falls_back_to_torch_and_says_so_once(files, monkeypatch, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    from painterid.embed import onnx_export
-    from painterid.embed.embedding import Embedder as TorchEmbedder
-    from painterid.embed.runtime import export_request, make_embedder
+    from painterid.embedding import onnx_export
+    from painterid.embedding.embedder import Embedder as TorchEmbedder
+    from painterid.embedding.runtime import export_request, make_embedder
 
     monkeypatch.setenv("PAINTERID_CACHE", str(tmp_path / "cache"))
 

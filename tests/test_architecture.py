@@ -4,10 +4,10 @@ functions count), no module over 500 lines, and every package says what it holds
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import painterid
 

@@ -2,9 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from painterid.embed.factory import create_backbone, describe
-
-from painterid.embed.backbones import list_backbones
+from painterid.embedding.backbones import list_backbones
+from painterid.embedding.factory import create_backbone, describe
 
 
 def test_describe_matches_a_built_model():

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from painterid.core.errors import PainterIDError, WeightsUnavailable
-from painterid.embed import backbones, weights
-from painterid.embed.factory import create_backbone
-from painterid.embed.backbones import get_spec, list_backbones
-from painterid.embed.weights import weights_id, weights_status
+from painterid.embedding import backbones, weights
+from painterid.embedding.backbones import get_spec, list_backbones
+from painterid.embedding.factory import create_backbone
+from painterid.embedding.weights import weights_id, weights_status
 
 DATA = Path(__file__).parent / "data"
 CAT = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -100,7 +100,7 @@ def test_unknown_backbone_names_the_known_ones():
 
 
 def test_import_is_light():
-    code = "import sys, painterid.embed.backbones as b; b.list_backbones(); print('torch' in sys.modules, 'timm' in sys.modules)"
+    code = "import sys, painterid.embedding.backbones as b; b.list_backbones(); print('torch' in sys.modules, 'timm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

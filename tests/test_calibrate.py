@@ -25,8 +25,8 @@ def run(*args):
 def collection(tmp_path_factory):
     """8 generated artists x 4 paintings, embedded once into a store with the smallest offline backbone."""
     from painterid.data.synthetic import make_synthetic_dataset
-    from painterid.embed.embedding import Embedder, EmbeddingConfig
-    from painterid.embed.pipeline import embed_data
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig
+    from painterid.embedding.pipeline import embed_data
 
     root = tmp_path_factory.mktemp("recal")
     data = make_synthetic_dataset(root / "data", n_artists=8, per_artist=4, size=96, seed=3)
@@ -68,7 +68,7 @@ def labelled_rows(data: Path, seed: int = 0) -> list[tuple[str, str, int]]:
 
 def test_refit_in_place_on_a_store_matches_training_rules(collection, tmp_path):
     from painterid.data.pairs import balanced_pairs
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     _, store = collection
     model_dir = shifted_model(store, tmp_path / "m")
     before = load_model(model_dir)
@@ -112,7 +112,7 @@ def test_calibrating_on_data_leaves_out_the_paintings_the_model_was_trained_on(c
     """A model trained on 3 of the 8 artists' paintings (12 of 32, by content hash): calibrate DATA draws its
     pairs from the other 20 only: 5 artists x C(4, 2) = 30 same-artist pairs (with the training paintings it
     would be 48), and says how many it left out."""
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.tasks.calibrate import calibrate
 
     data, store = collection

@@ -84,8 +84,8 @@ def test_good_device_strings_pass_and_auto_means_default():
 
 
 def test_choices_come_from_the_registries():
-    from painterid.embed.images import VIEW_REGISTRY
-    from painterid.embed.pools import POOL_REGISTRY
+    from painterid.embedding.images import VIEW_REGISTRY
+    from painterid.embedding.pools import POOL_REGISTRY
     from painterid.scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
 
     assert [v.value for v in cli.View] == list(VIEW_REGISTRY.names())

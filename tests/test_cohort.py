@@ -20,7 +20,7 @@ def run(*args):
 
 
 def test_train_with_a_cohort_then_replace_it(small_store, tmp_path):
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
 
     out = tmp_path / "m"
     proc = run("train", "--data", small_store, "--out", out, "--method", "cosine", "--normaliser",

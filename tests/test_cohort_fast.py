@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from painterid.embed.patches import COHORT_EXTRA_PATCHES
+from painterid.embedding.patches import COHORT_EXTRA_PATCHES
 from painterid.scoring.model import PairModel
 from painterid.scoring.normalise import Chain
 
@@ -40,7 +40,7 @@ class CountingEmbedder:
 
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
-    import painterid.embed.runtime as runtime
+    import painterid.embedding.runtime as runtime
 
     emb = CountingEmbedder()
     monkeypatch.setattr(runtime, "make_embedder", lambda *a, **k: emb)
@@ -60,7 +60,7 @@ def setup(tmp_path, monkeypatch):
 
 
 def test_each_painting_is_embedded_once_and_its_patches_reused(setup, tmp_path):
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.scoring.cohort import set_cohort
 
     model_dir, data, emb = setup
@@ -73,7 +73,7 @@ def test_each_painting_is_embedded_once_and_its_patches_reused(setup, tmp_path):
     assert model.cohort_info["selfsup"] == "refitted on this cohort"
     assert any("random crops" in s for s in stages) and any(s.startswith("fitting selfsup") for s in stages)
     # the store's painting vector is the mean of the grid patches: what the embedding alone would give
-    from painterid.embed.patches import PatchSource
+    from painterid.embedding.patches import PatchSource
 
     source = PatchSource(FP, {}, extra=COHORT_EXTRA_PATCHES)
     lab = labelled(data, FP, embedder=source.capturing())  # everything is in the store already

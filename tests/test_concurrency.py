@@ -212,7 +212,7 @@ def test_cache_info_compact_clear(tmp_path, monkeypatch, capsys):
         a.append([Row(f"{i}.jpg", f"h{i}")], vec(i))
     b = FeatureStore.create_or_open(cache / "stores" / "k2", EMB)
     b.append([Row("x.jpg", "hx"), Row("y.jpg", "hy")], np.concatenate([vec(7), vec(8)]))
-    (cache / "patches" / "k3").mkdir(parents=True)  # per-patch vectors of two paintings (painterid.embed.patches)
+    (cache / "patches" / "k3").mkdir(parents=True)  # per-patch vectors of two paintings (painterid.embedding.patches)
     for h in ("ha", "hb"):
         np.save(cache / "patches" / "k3" / f"{h}.npy", np.zeros((4, 8), np.float16))
     code, out, _ = cli(monkeypatch, capsys, "cache", "info", "--json")
@@ -252,8 +252,8 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, data) -> dict:
     """sha256 → vector of one uninterrupted in-process `embed` of `data`."""
-    from painterid.embed.embedding import Embedder, EmbeddingConfig
-    from painterid.embed.pipeline import embed_data
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig
+    from painterid.embedding.pipeline import embed_data
 
     store, _, failures = embed_data(data, Embedder(EmbeddingConfig(backbone=LITE0, view="center", pool="style"),
                                                    num_workers=0, batch_size=4),

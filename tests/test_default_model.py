@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from painterid.core.defaults import default_model_dir
-from painterid.embed.backbones import get_spec
+from painterid.embedding.backbones import get_spec
 from painterid.scoring.loading import load_model
 from painterid.tasks.compare import compare_files
 
@@ -39,7 +39,7 @@ def test_compare_with_default_model_on_bundled_paintings():
 
 def test_default_model_on_real_paintings_beats_chance():
     """Optional (needs ../shared/paintings): the default model on its own held-out test artists."""
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.evaluation.run import evaluate_model
 
     data = real_paintings()
@@ -56,7 +56,7 @@ def test_compare_second_run_is_served_from_the_cache(monkeypatch, tmp_path):
     The one entry point every runtime goes through (runtime.make_embedder: ONNX or torch) is counted; the two
     files are made new content (a tail after the JPEG's end) so that the first run must embed them.  A cache that
     never hits, or is keyed by path, builds an embedder on the second run (with the files swapped)."""
-    import painterid.embed.runtime as runtime
+    import painterid.embedding.runtime as runtime
 
     a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
     for src, dst in ((EX / "cezanne-1.jpg", a), (EX / "rembrandt-1.jpg", b)):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from painterid.embed.distributed import DistEnv, shard_indices
+from painterid.embedding.distributed import DistEnv, shard_indices
 from painterid.store.feature_store import FeatureStore, Row
 
 BACKBONE = "efficientnet_lite0"
@@ -26,7 +26,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def embedder():
-    from painterid.embed.embedding import Embedder, EmbeddingConfig
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig
 
     return Embedder(EmbeddingConfig(backbone=BACKBONE, view="center", pool="style"), num_workers=0)
 
@@ -34,7 +34,7 @@ def embedder():
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_data, embedder) -> FeatureStore:
     """The single-process store of the tiny data."""
-    from painterid.embed.pipeline import embed_data
+    from painterid.embedding.pipeline import embed_data
 
     store, _, failures = embed_data(tiny_data, embedder, tmp_path_factory.mktemp("ref") / "store")
     assert not failures and len(store) == 20
@@ -107,8 +107,8 @@ def test_resume_across_world_sizes(tmp_path, tiny_data, reference, embedder):
     """One process did 6 files, rank 1 of a killed 3-rank run did 3 more; 2 ranks finish; then 1 process adds
     nothing."""
     from painterid.data.datasets import discover
-    from painterid.embed.embedding import embed_dataset
-    from painterid.embed.pipeline import embed_data
+    from painterid.embedding.embedder import embed_dataset
+    from painterid.embedding.pipeline import embed_data
 
     ds = discover(tiny_data)
     files = [str(f) for f in ds.files]

@@ -110,7 +110,7 @@ def _result(q, refs, verdict="not consistent"):
 
 
 def test_verify_page_is_self_contained_and_names_the_verdict(tmp_path, monkeypatch):
-    import painterid.embed.runtime as runtime
+    import painterid.embedding.runtime as runtime
 
     monkeypatch.setattr(runtime, "make_embedder", lambda *a, **k: StandIn())
     model_dir = _model("center,l2,csls:3").save(tmp_path / "model")
@@ -135,7 +135,7 @@ def test_verify_page_is_self_contained_and_names_the_verdict(tmp_path, monkeypat
 
 
 def test_explain_a_patches_model_shows_its_patches(tmp_path, monkeypatch):
-    import painterid.embed.runtime as runtime
+    import painterid.embedding.runtime as runtime
     from painterid.tasks.explain import explain_pair
 
     monkeypatch.setattr(runtime, "make_embedder", lambda *a, **k: StandIn())

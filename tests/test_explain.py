@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from painterid.data.synthetic import paint, random_style
-from painterid.embed.embedding import Embedder, EmbeddingConfig
+from painterid.embedding.embedder import Embedder, EmbeddingConfig
 from painterid.scoring.heads import CosineScorer
 from painterid.scoring.model import PairModel
 from painterid.tasks.explain import explain_pair, view_box
@@ -47,7 +47,7 @@ def _half_flat(path, artist: int) -> None:
 
 
 def test_view_box_is_the_region_the_center_view_shows():
-    from painterid.embed.images import ViewTransform
+    from painterid.embedding.images import ViewTransform
 
     dc = {"input_size": (3, 64, 64), "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "crop_pct": 0.75,
           "interpolation": "bilinear"}

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from painterid.core.errors import PainterIDError
-from painterid.embed import backbones, weights
-from painterid.embed.factory import create_backbone
-from painterid.embed.features import POOLS, FeatureExtractor, channel_stats, signed_sqrt
+from painterid.embedding import backbones, weights
+from painterid.embedding.factory import create_backbone
+from painterid.embedding.features import POOLS, FeatureExtractor, channel_stats, signed_sqrt
 
 DATA = Path(__file__).parent / "data"
 LITE0_STAGES = [16, 24, 40, 112, 320]  # channels of tf_efficientnet_lite0's feature_info stages
@@ -47,7 +47,7 @@ def _photo(name: str, data_config: dict) -> torch.Tensor:
 
 
 def test_every_registered_pool_builds_and_an_unknown_one_is_one_line(random_lite0):
-    from painterid.embed.pools import POOL_REGISTRY
+    from painterid.embedding.pools import POOL_REGISTRY
 
     assert POOLS == POOL_REGISTRY.names()
     x = torch.zeros(1, 3, 64, 64)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from painterid.cli import app, main
 from painterid.core.errors import ArtefactError, DataError, PainterIDError
-from painterid.embed.embedding import EmbeddingConfig
+from painterid.embedding.embedder import EmbeddingConfig
 from painterid.scoring.loading import load_model
 from painterid.training import TrainOptions, train_from_images
 
@@ -101,7 +101,7 @@ def test_finetune_model_directory_holds_its_backbone(finetuned):
 def test_finetune_changes_only_the_last_stage(finetuned):
     from safetensors.torch import load_file
 
-    from painterid.embed.factory import create_backbone
+    from painterid.embedding.factory import create_backbone
 
     pretrained = create_backbone("efficientnet_lite0")[0].state_dict()
     tuned = load_file(str(finetuned / "backbone.safetensors"))
@@ -136,7 +136,7 @@ def test_cnn_training_is_reproducible(cnn, data, tmp_path):
 
 @pytest.mark.parametrize("which", ["finetune", "cnn"])
 def test_compare_and_evaluate_load_the_moved_model(which, finetuned, cnn, data):
-    from painterid.embed.embedding import Embedder
+    from painterid.embedding.embedder import Embedder
     from painterid.tasks.compare import embed_paths
 
     path = finetuned if which == "finetune" else cnn[0]

@@ -109,7 +109,7 @@ def test_fused_directory_layout(fused):
 
 
 def test_load_round_trip_and_scores_are_the_weighted_standardised_member_scores(env):
-    from painterid.embed.pipeline import labelled, model_labelled
+    from painterid.embedding.pipeline import labelled, model_labelled
 
     data, out, _ = env
     fm = load_model(out)
@@ -134,7 +134,7 @@ def test_load_round_trip_and_scores_are_the_weighted_standardised_member_scores(
 
 
 def test_compare_exit_codes_on_same_and_different_paintings(env):
-    from painterid.embed.pipeline import model_labelled
+    from painterid.embedding.pipeline import model_labelled
 
     data, out, _ = env
     fm = load_model(out)

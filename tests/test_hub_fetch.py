@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from painterid.cli import app
 from painterid.core.errors import WeightsUnavailable
-from painterid.embed import backbones, weights, factory
-from painterid.embed.backbones import BackboneSpec
-from painterid.embed.factory import create_backbone
-from painterid.embed.weights import fetch_weights, weights_id, weights_status
+from painterid.embedding import backbones, factory, weights
+from painterid.embedding.backbones import BackboneSpec
+from painterid.embedding.factory import create_backbone
+from painterid.embedding.weights import fetch_weights, weights_id, weights_status
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = BackboneSpec(name="tiny_hub", timm_name="resnet10t.c3_in1k", source="hub", imagenet_classifier=True,

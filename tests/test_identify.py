@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from painterid.embed.embedding import EmbeddingConfig
+from painterid.embedding.embedder import EmbeddingConfig
 from painterid.tasks.identify import build_index, identify
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Tests for painterid.embed.images: safe loading (bad and good files) and the views."""
+"""Tests for painterid.embedding.images: safe loading (bad and good files) and the views."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from painterid.core.errors import ImageError, PainterIDError
-from painterid.embed.images import VIEW_COMBINE, VIEWS, ViewTransform, load_image, patch_grid
+from painterid.embedding.images import VIEW_COMBINE, VIEWS, ViewTransform, load_image, patch_grid
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -383,8 +383,8 @@ def test_every_registered_view_embeds_to_one_vector_of_the_advertised_width():
     applied to the per-view vectors, computed here one view at a time (single: view 0; concat: the views side by
     side; mean: their mean), then L2-normalised.  An Embedder that averages `corners` or keeps only its first
     view, or a registry whose combine disagrees with the Embedder, fails."""
-    from painterid.embed.embedding import Embedder, EmbeddingConfig
-    from painterid.embed.images import VIEW_REGISTRY
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig
+    from painterid.embedding.images import VIEW_REGISTRY
 
     assert VIEWS == VIEW_REGISTRY.names() and set(VIEW_COMBINE) == set(VIEWS)
     img = _noise(150, 110)
@@ -409,7 +409,7 @@ def test_every_registered_view_embeds_to_one_vector_of_the_advertised_width():
 def test_corners_starts_with_the_resize_view():
     """`corners`' first block is the `resize` view: renormalised, it is the `resize` embedding of the same image,
     and the four corner blocks differ from it (a corners view that repeats one crop fails)."""
-    from painterid.embed.embedding import Embedder, EmbeddingConfig
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig
 
     img = _noise(300, 200, seed=3)
     vecs = {v: Embedder(EmbeddingConfig(backbone="efficientnet_lite0", view=v, pool="gap"), device="cpu",

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from painterid.cli import app
-from painterid.embed.embedding import Embedder, EmbeddingConfig
-from painterid.embed.pipeline import embed_data
+from painterid.embedding.embedder import Embedder, EmbeddingConfig
+from painterid.embedding.pipeline import embed_data
 from painterid.store.feature_store import FeatureStore
 
 CONFIG = EmbeddingConfig(backbone="efficientnet_lite0", view="center", pool="style")

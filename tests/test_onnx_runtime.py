@@ -13,8 +13,14 @@ from PIL import Image
 
 from painterid.core.defaults import default_model_dir
 from painterid.core.errors import PainterIDError
-from painterid.embed.arrayviews import ArrayViews
-from painterid.embed.runtime import VECTOR_TOLERANCE, OnnxUnavailable, default_request, export_request, make_embedder
+from painterid.embedding.arrayviews import ArrayViews
+from painterid.embedding.runtime import (
+    VECTOR_TOLERANCE,
+    OnnxUnavailable,
+    default_request,
+    export_request,
+    make_embedder,
+)
 from painterid.scoring.loading import load_model
 
 from .conftest import real_paintings
@@ -44,7 +50,7 @@ def both(tmp_path_factory):
 @pytest.mark.parametrize("size", [(512, 384), (100, 300), (1500, 900), (240, 240), (241, 2000)])
 @pytest.mark.parametrize("view", ["resize", "center", "corners", "patches"])
 def test_array_views_equal_torch_views(view, size):
-    from painterid.embed.images import ViewTransform
+    from painterid.embedding.images import ViewTransform
 
     cfg = {"input_size": (3, 240, 240), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
            "interpolation": "bicubic", "crop_pct": 0.882}
@@ -241,8 +247,8 @@ def test_runtime_choice_errors(monkeypatch, capsys):
 
 def test_failed_export_falls_back_to_torch_once(monkeypatch, tmp_path):
     """A backbone that does not export: auto embeds with torch (and does not retry), --runtime onnx says why."""
-    from painterid.embed import onnx_export
-    from painterid.embed.embedding import Embedder
+    from painterid.embedding import onnx_export
+    from painterid.embedding.embedder import Embedder
 
     monkeypatch.setenv("PAINTERID_CACHE", str(tmp_path / "cache"))
     calls = []
@@ -284,7 +290,7 @@ def test_embed_on_onnx_imports_no_torch_and_fills_a_store_torch_reads(both, tmp_
 
 def test_one_export_serves_both_spellings_of_the_input_size(both, tmp_path_factory, monkeypatch):
     """`embed` asks with no input size, a model's fingerprint with 240: the same export answers both."""
-    from painterid.embed.runtime import ensure_export
+    from painterid.embedding.runtime import ensure_export
 
     monkeypatch.setenv("PAINTERID_CACHE", str(tmp_path_factory.getbasetemp() / "painterid-cache"))
     onnx, _ = both

@@ -18,7 +18,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, small_store):
     """A cosine and a siamese model (5 epochs) trained on the small store."""
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.training import TrainOptions, train_model
 
     root = tmp_path_factory.mktemp("models")
@@ -33,7 +33,7 @@ def models(tmp_path_factory, small_store):
 
 
 def test_report_is_self_contained_and_shows_the_hardest_mistakes(models, small_store, tmp_path):
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.evaluation.run import evaluate_model
     from tests.independent import map_at_r as independent_map_at_r
 
@@ -75,7 +75,7 @@ def test_report_is_self_contained_and_shows_the_hardest_mistakes(models, small_s
 
 
 def test_map_at_r_uses_the_models_space(models, small_store):
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.evaluation.run import retrieval_map_at_r
 
     pm = load_model(models["cosine"])
@@ -88,7 +88,7 @@ def test_map_at_r_uses_the_models_space(models, small_store):
 
 
 def test_table1_prints_ours_beside_the_reports(models, small_store):
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.evaluation.run import evaluate_model
     from painterid.evaluation.table1 import table1
 
@@ -123,7 +123,7 @@ def test_evaluate_never_scores_training_paintings_or_validation_artists(models, 
     splits are what they say (seen: both artists trained on; unseen: neither)."""
     import csv as csv_mod
 
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.evaluation.run import evaluate_model
 
     model_dir = models["cosine"]

@@ -112,7 +112,7 @@ def evil_pickle(marker: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def lite0_fingerprint() -> dict:
-    from painterid.embed.embedding import Embedder, EmbeddingConfig
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig
 
     return Embedder(EmbeddingConfig(backbone=LITE0, view="center", pool="style"), num_workers=0).fingerprint
 
@@ -120,8 +120,8 @@ def lite0_fingerprint() -> dict:
 # ----------------------------------------------------------------------------------------- 1. interrupted
 def test_killed_embed_resumes_without_recomputing_and_equals_an_uninterrupted_run(tmp_path):
     from painterid.data.synthetic import make_synthetic_dataset
-    from painterid.embed.embedding import Embedder, EmbeddingConfig
-    from painterid.embed.pipeline import embed_data
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig
+    from painterid.embedding.pipeline import embed_data
     from painterid.store.feature_store import FeatureStore
 
     data = make_synthetic_dataset(tmp_path / "data", n_artists=8, per_artist=4, size=96, seed=11)
@@ -412,7 +412,7 @@ def test_training_artists_without_pairs_are_refused():
 
 
 def test_evaluate_warns_about_a_split_with_one_class_of_pairs():
-    from painterid.embed.pipeline import Labelled
+    from painterid.embedding.pipeline import Labelled
     from painterid.evaluation.run import evaluate_model
     from painterid.scoring import PairModel, build_head
 

@@ -96,8 +96,8 @@ def test_selfsup_is_first_in_a_chain_and_says_what_it_needs():
 def patch_store(tmp_path_factory):
     """Generated paintings embedded with the `patches` view at a small size (what selfsup is trained on)."""
     from painterid.data.synthetic import make_synthetic_dataset
-    from painterid.embed.embedding import Embedder, EmbeddingConfig
-    from painterid.embed.pipeline import embed_data
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig
+    from painterid.embedding.pipeline import embed_data
 
     data = make_synthetic_dataset(tmp_path_factory.mktemp("selfsup") / "data", n_artists=10, per_artist=4,
                                   size=128, seed=3)
@@ -110,8 +110,8 @@ def patch_store(tmp_path_factory):
 
 
 def test_patch_vectors_average_to_the_stored_vectors_and_are_cached_per_painting(patch_store, monkeypatch):
-    from painterid.embed.patches import EXTRA_PATCHES, PatchSource
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.patches import EXTRA_PATCHES, PatchSource
+    from painterid.embedding.pipeline import labelled
 
     lab = labelled(patch_store)
     source = PatchSource.of(lab)
@@ -128,7 +128,7 @@ def test_patch_vectors_average_to_the_stored_vectors_and_are_cached_per_painting
 
 
 def test_train_with_selfsup_then_replace_the_cohort(patch_store, tmp_path):
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.store.feature_store import FeatureStore
 
     cosine, kept = tmp_path / "cosine", tmp_path / "wccn"

@@ -18,7 +18,7 @@ from painterid.tasks.submit import submit
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, small_store):
     """A cosine model with CSLS (the precomputed-neighbourhood path) and a siamese one (no dot-product space)."""
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.training import TrainOptions, train_model
 
     root = tmp_path_factory.mktemp("submit-models")
@@ -44,7 +44,7 @@ def _read(path):
 
 def _dense(model_dir, small_store, rows):
     """The truth: every labelled pair scored at once by the model, missing images at 0.5."""
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
 
     pm = load_model(model_dir)
     lab = labelled(small_store)
@@ -69,8 +69,8 @@ def test_chunked_submission_equals_the_dense_computation(models, synthetic_data,
     n_store = len(FeatureStore.open(small_store))
 
     # the store already holds every image: nothing is embedded, no backbone is loaded
-    import painterid.embed.embedding
-    monkeypatch.setattr(painterid.embed.embedding, "Embedder", None)
+    import painterid.embedding.embedder
+    monkeypatch.setattr(painterid.embedding.embedder, "Embedder", None)
 
     for method in ("cosine", "siamese"):
         outs = {}
@@ -101,7 +101,7 @@ def test_chunked_submission_equals_the_dense_computation(models, synthetic_data,
 
 def test_kaggle_layout_embeds_test_images_once(models, synthetic_data, small_store, tmp_path, monkeypatch):
     from painterid.cli import main
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
 
     lab = labelled(small_store)
     kaggle = tmp_path / "kaggle"
@@ -125,8 +125,8 @@ def test_kaggle_layout_embeds_test_images_once(models, synthetic_data, small_sto
     np.testing.assert_allclose(p[[0, 1, 3]], _dense(models["cosine"], small_store, originals), atol=1e-4)
 
     # a second run finds every image in the cached store: no backbone is loaded
-    import painterid.embed.embedding
-    monkeypatch.setattr(painterid.embed.embedding, "Embedder", None)
+    import painterid.embedding.embedder
+    monkeypatch.setattr(painterid.embedding.embedder, "Embedder", None)
     with pytest.warns(UserWarning, match="gone.jpg"):
         again = submit(kaggle, models["cosine"], tmp_path / "again.csv", chunk=3)
     assert again.n_images == 4 and (tmp_path / "again.csv").read_bytes() == out.read_bytes()

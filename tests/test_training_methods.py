@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from painterid.embed.pipeline import Labelled
+from painterid.embedding.pipeline import Labelled
 from painterid.evaluation.run import evaluate_model
 from painterid.scoring.loading import load_model
 from painterid.training import TrainOptions, train_model
@@ -64,7 +64,7 @@ def test_train_threshold_is_the_best_accuracy_cut_on_validation_pairs_computed_i
     import numpy as np
 
     from painterid.data.pairs import balanced_pairs
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.training import TrainOptions, train_model
 
     lab = labelled(small_store)

@@ -2,7 +2,7 @@ import json
 
 import torch
 
-from painterid.embed.pipeline import labelled
+from painterid.embedding.pipeline import labelled
 from painterid.training import TUNING_GRID, TrainOptions, train_model
 
 

@@ -26,7 +26,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, small_store):
     """A cosine + CSLS model on the synthetic store, with its set calibration fitted on its held-out artists."""
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.tasks.setfit import fit_sets
     from painterid.training import TrainOptions, fit
 

@@ -24,9 +24,9 @@ def backbones(
                                              "file and its SHA-256"),
 ) -> None:
     """List the registered backbones and whether their weights are on this machine (or --pull NAME: fetch them)."""
-    from painterid.embed.factory import describe
-    from painterid.embed.weights import fetch_weights, file_sha256, weights_status
-    from painterid.embed.backbones import get_spec, list_backbones
+    from painterid.embedding.backbones import get_spec, list_backbones
+    from painterid.embedding.factory import describe
+    from painterid.embedding.weights import fetch_weights, file_sha256, weights_status
 
     if pull:
         for name in pull:

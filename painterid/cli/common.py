@@ -14,9 +14,9 @@ from painterid.core.defaults import BUILTIN_MODELS, default_model_dir
 from painterid.core.errors import PainterIDError
 from painterid.core.registry import choice_enum
 from painterid.data.pairs import PROTOCOLS, SPLITS
-from painterid.embed.images import VIEW_REGISTRY
-from painterid.embed.pools import POOL_REGISTRY
-from painterid.embed.runtime import RUNTIMES
+from painterid.embedding.images import VIEW_REGISTRY
+from painterid.embedding.pools import POOL_REGISTRY
+from painterid.embedding.runtime import RUNTIMES
 from painterid.scoring.calibration import CALIBRATIONS
 from painterid.scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
 from painterid.tasks.index_kinds import INDEX_KINDS
@@ -219,7 +219,7 @@ def _pool_option():
 def _embedding_config(backbone: Optional[str], view: Enum, pool: Optional[Enum], weights: Optional[Path],
                       input_size: Optional[int] = None):
     """The EmbeddingConfig of the embedding options; no --pool: the backbone's default pooling."""
-    from painterid.embed.embedding import EmbeddingConfig, default_backbone
+    from painterid.embedding.embedder import EmbeddingConfig, default_backbone
 
     return EmbeddingConfig(backbone=backbone or default_backbone(), view=view.value,
                            pool=pool.value if pool is not None else None,

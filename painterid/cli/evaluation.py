@@ -49,7 +49,7 @@ def evaluate(
 ) -> None:
     """Table 1 of the seed report for one model: accuracy, precision, recall, F1, ROC AUC, EER per split."""
     from painterid.data.pairs import read_pairs_csv
-    from painterid.embed.pipeline import model_labelled
+    from painterid.embedding.pipeline import model_labelled
     from painterid.evaluation.metrics import METRICS
     from painterid.evaluation.run import coverage_line, evaluate_model
     from painterid.scoring.loading import load_model

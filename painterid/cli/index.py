@@ -24,7 +24,7 @@ from painterid.cli.common import (
     out,
 )
 from painterid.core.defaults import DEFAULT_VIEW, model_path
-from painterid.embed.images import VIEW_REGISTRY
+from painterid.embedding.images import VIEW_REGISTRY
 from painterid.tasks.index_kinds import INDEX_KINDS
 
 index_app = typer.Typer(help="FAISS index of painting and artist embeddings (for identify).", no_args_is_help=True)

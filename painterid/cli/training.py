@@ -30,7 +30,7 @@ from painterid.cli.common import (
 )
 from painterid.core.defaults import DEFAULT_CALIBRATION, DEFAULT_CHAIN, DEFAULT_METHOD, DEFAULT_VIEW
 from painterid.core.errors import PainterIDError
-from painterid.embed.images import VIEW_REGISTRY
+from painterid.embedding.images import VIEW_REGISTRY
 from painterid.scoring.methods import LOSS_REGISTRY, METHOD_REGISTRY
 
 
@@ -50,11 +50,11 @@ def embed(
 ) -> None:
     """Embed every painting of DATA into a feature store; a second run skips what is done.
 
-    Under `torchrun --nproc_per_node N -m painterid embed ...` the ranks share the work (painterid.embed.distributed).
+    Under `torchrun --nproc_per_node N -m painterid embed ...` the ranks share the work (painterid.embedding.distributed).
     """
-    from painterid.embed.distributed import DistEnv, embed_data_distributed
-    from painterid.embed.embedding import Embedder
-    from painterid.embed.runtime import export_request, make_embedder, runtime_choice
+    from painterid.embedding.distributed import DistEnv, embed_data_distributed
+    from painterid.embedding.embedder import Embedder
+    from painterid.embedding.runtime import export_request, make_embedder, runtime_choice
     from painterid.scoring.fusion import single_backbone
 
     runtime = _value(runtime)
@@ -122,7 +122,7 @@ def train(
 ) -> None:
     """Train a pair scorer on artist-disjoint splits; the threshold is chosen on validation artists."""
     from painterid.data.splits import read_split, split_indices
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.training import TrainOptions, train_model
 
     precomputed = read_split(split_file) if split_file else None
@@ -153,7 +153,7 @@ def train(
 def _train_fused(data: Path, out_dir: Path, backbones: str, embedding: tuple, store, opts, fractions: tuple,
                  precomputed, tune: bool, cohort, device, runtime: str | None = None) -> None:
     """train --backbone a,b[,c]: one member per backbone on one split, fused on the validation artists."""
-    from painterid.embed.pipeline import member_labelled
+    from painterid.embedding.pipeline import member_labelled
     from painterid.scoring.fusion import parse_backbones
     from painterid.training import train_fused
 
@@ -203,7 +203,7 @@ def _train_from_images(data: Path, out_dir: Path, opts, config, fractions: tuple
 
 def _labelled_cohorts(cohort: list[Path], embedding, device, runtime: str | None = None) -> list:
     """[(Labelled, where), ...] of each --cohort DATA|STORE, embedded like the training data."""
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
 
     cohorts = []
     for c in cohort:

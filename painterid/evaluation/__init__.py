@@ -2,7 +2,7 @@
 a data set's protocols, the unseen-artist protocols (random artist folds, leave one source out: protocols), what
 `painterid benchmark` shows (benchmark_report), the HTML report and the seed report's Table 1.
 
-May import: painterid.scoring, painterid.embed, painterid.store, painterid.data, painterid.core; never
+May import: painterid.scoring, painterid.embedding, painterid.store, painterid.data, painterid.core; never
 painterid.training."""
 
 from painterid.evaluation.metrics import (

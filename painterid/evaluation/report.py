@@ -101,7 +101,7 @@ def thumbnail_png(path: str | Path | None, size: int = 160) -> bytes | None:
     if not path:
         return None
     from painterid.core.errors import ImageError
-    from painterid.embed.images import load_image
+    from painterid.embedding.images import load_image
 
     try:
         im = load_image(path)

@@ -57,7 +57,7 @@ def table1(data: str | Path, models: list[str | Path], store_dir: str | Path | N
     Each row: name, model, method, backbone, threshold, accuracy / auc / auc_ci per split, n_pairs per split,
     and the full evaluate result under "result". Models sharing an embedding share one embedding of DATA."""
     from painterid.core.errors import DataError
-    from painterid.embed.pipeline import model_labelled
+    from painterid.embedding.pipeline import model_labelled
     from painterid.evaluation.run import evaluate_model
     from painterid.scoring.fusion import members_of
     from painterid.scoring.loading import load_model

@@ -2,7 +2,7 @@
 self-supervised projection, the reference cohort, calibration, the PairModel artefact and fused models
 (`loading.load_model` reads either), the score metrics (AUC, EER, thresholds) they are fitted with.
 
-May import: painterid.embed, painterid.store, painterid.data, painterid.core; never painterid.training.
+May import: painterid.embedding, painterid.store, painterid.data, painterid.core; never painterid.training.
 Imports are lazy (PEP 562): the CLI reads the method registry at start-up without importing torch."""
 
 from __future__ import annotations

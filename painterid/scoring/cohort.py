@@ -54,8 +54,8 @@ def set_cohort(model_dir: str | Path, data_or_store: str | Path, store_dir=None,
     refitted, each painting is read and embedded once on the fast path: its grid patches and
     `COHORT_EXTRA_PATCHES` random crops in one forward pass (patches.CapturingEmbedder), the painting vector the
     mean of its grid patches. `progress(done, total)` follows the embedding; `stage(message)` names each step."""
-    from painterid.embed.patches import COHORT_EXTRA_PATCHES, PatchSource
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.patches import COHORT_EXTRA_PATCHES, PatchSource
+    from painterid.embedding.pipeline import labelled
     from painterid.scoring.loading import single_model
     from painterid.scoring.model import carried_files
 

@@ -254,7 +254,7 @@ def side_by_side(blocks: Sequence[np.ndarray]) -> np.ndarray:
 # -- backbone lists and cost -------------------------------------------------------------------------------
 def parse_backbones(value: str | None) -> list[str]:
     """`--backbone a,b[,c]`: the names, each checked against the backbone registry, no name twice ([] for None)."""
-    from painterid.embed.backbones import get_spec
+    from painterid.embedding.backbones import get_spec
 
     if value is None:
         return []
@@ -282,7 +282,7 @@ def embedding_cost(fingerprint: dict, paths: Sequence[str | Path], n: int = 8, r
     files = [Path(p) for p in paths if Path(p).is_file()][: n + 1]
     if len(files) < 2:
         return None
-    from painterid.embed.runtime import make_embedder, request_from_fingerprint
+    from painterid.embedding.runtime import make_embedder, request_from_fingerprint
 
     embedder = make_embedder(request_from_fingerprint(fingerprint, base_dir), device=device, runtime=runtime,
                              num_workers=0, batch_size=min(16, n))

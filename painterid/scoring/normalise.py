@@ -12,7 +12,7 @@ adjusts a pair's score by each vector's mean similarity to its K nearest *cohort
 
 Unsupervised steps (`center`, `whiten`, `csls`) are fitted on the cohort; the supervised ones (`wccn`, `lda`)
 need artist labels and are fitted on the training paintings. `selfsup[:DIM]` (first in a chain) is a linear
-projection learned without labels from the per-patch vectors of the cohort paintings (painterid.embed.patches,
+projection learned without labels from the per-patch vectors of the cohort paintings (painterid.embedding.patches,
 training.selfsup: patches of one painting close, of different paintings apart); applying it is one matrix. This module imports numpy only: `compare` stays
 light; scikit-learn is imported lazily by the fits that use it.
 """

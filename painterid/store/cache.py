@@ -63,7 +63,7 @@ def _targets(store: Path | None) -> list[Path]:
 
 
 def patch_caches(root: Path | None = None) -> list[Path]:
-    """The per-patch vector caches (painterid.embed.patches) in the cache (sorted)."""
+    """The per-patch vector caches (painterid.embedding.patches) in the cache (sorted)."""
     root = (Path(root) if root is not None else cache_root()) / "patches"
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 

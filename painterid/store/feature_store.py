@@ -5,7 +5,7 @@ Layout::
     STORE/config.json                 what made the vectors (embedding config, format version)
     STORE/shard-00000.safetensors     vectors [n, D] float32 of one committed chunk
     STORE/shard-00000.csv             path,sha256,artist,name,source of those rows
-    STORE/shard-r1-00003.*            a chunk written by rank 1 of a distributed `embed` (painterid.embed.distributed)
+    STORE/shard-r1-00003.*            a chunk written by rank 1 of a distributed `embed` (painterid.embedding.distributed)
     STORE/.lock                       the store's lock file (filelock); held by writers, never by readers
 
 A chunk is committed by renaming its `.safetensors` into place last; a `.csv` without its vectors (a run

@@ -72,7 +72,7 @@ def data_pairs(model, data: str | Path, store_dir=None, progress=None, device=No
     Paintings without an artist, and those the model was trained on (their scores are those of seen paintings),
     are left out before the pairs are drawn."""
     from painterid.data.pairs import balanced_pairs
-    from painterid.embed.pipeline import model_labelled
+    from painterid.embedding.pipeline import model_labelled
 
     lab = model_labelled(data, model, store_dir=store_dir, progress=progress, device=device, runtime=runtime)
     trained = set(model.train_hashes)

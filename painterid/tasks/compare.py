@@ -22,7 +22,7 @@ def embed_paths(paths: list[Path], fingerprint: dict, device=None, base_dir: Pat
     """Vectors of image files for a model's embedding, from the cache where possible; a bad file raises.
 
     ``base_dir``: the model directory, against which a relative weights file of the fingerprint is resolved.
-    ``runtime``: auto | onnx | torch (painterid.embed.runtime; auto: ONNX Runtime on CPU when it is installed)."""
+    ``runtime``: auto | onnx | torch (painterid.embedding.runtime; auto: ONNX Runtime on CPU when it is installed)."""
     from painterid.store.feature_store import Row, file_sha256
 
     for p in paths:
@@ -66,7 +66,7 @@ def embed_files(paths: list[Path], fingerprint: dict, device=None, base_dir: Pat
 
     Returns the vectors and the runtime that made them (recorded in the cache's chunk)."""
     from painterid.core.io import check_config_match
-    from painterid.embed.runtime import make_embedder, request_from_fingerprint
+    from painterid.embedding.runtime import make_embedder, request_from_fingerprint
 
     embedder = make_embedder(request_from_fingerprint(fingerprint, base_dir), device=device, runtime=runtime,
                              num_workers=0, batch_size=min(16, len(paths)))

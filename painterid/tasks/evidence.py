@@ -196,8 +196,8 @@ def best_matches(model, q: np.ndarray, refs: list[np.ndarray]) -> list[tuple[int
 
 
 def side_of(path, embedder, fingerprint: dict) -> Side:
-    from painterid.embed.images import load_image
-    from painterid.embed.patches import grid_patches
+    from painterid.embedding.images import load_image
+    from painterid.embedding.patches import grid_patches
 
     image, grid, vectors = grid_patches(embedder, fingerprint, load_image(path))
     _, h, w = (int(v) for v in fingerprint["input_size"])
@@ -207,7 +207,7 @@ def side_of(path, embedder, fingerprint: dict) -> Side:
 def patch_evidence(model, questioned, references, embedder=None, device=None, runtime=None) -> Evidence:
     """The evidence for `questioned` (an image path) against `references` (image paths) under `model` (a
     PairModel of the `patches` view): pair scores, the shares of the questioned patches, their best matches."""
-    from painterid.embed.runtime import make_embedder, request_from_fingerprint
+    from painterid.embedding.runtime import make_embedder, request_from_fingerprint
 
     references = list(references)
     if not references:

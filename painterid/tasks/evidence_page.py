@@ -76,7 +76,7 @@ def _verdict_block(r: dict) -> str:
 
 
 def _closest_block(closest: list[dict]) -> str:
-    from painterid.embed.images import load_image
+    from painterid.embedding.images import load_image
 
     cards = []
     for c in closest:

@@ -10,7 +10,7 @@ keep the Grad-CAM path below:
 For a pair (a, b) and a :class:`~painterid.scoring.PairModel`:
 
 1. each image is loaded and turned into the model's views (the model's embedding fingerprint rebuilds the
-   :class:`~painterid.embed.embedding.Embedder`, exactly as ``compare`` does);
+   :class:`~painterid.embedding.embedder.Embedder`, exactly as ``compare`` does);
 2. the views of both images go through the backbone with gradients on, and the embedding is computed through the
    same :meth:`FeatureExtractor.forward_with_map` pooling path and the same per-view normalise / combine /
    normalise steps as :meth:`Embedder.embed_views`, so the score is differentiable and equal to ``compare``'s;
@@ -190,8 +190,8 @@ def explain_pair(image_a: str | os.PathLike, image_b: str | os.PathLike, model, 
     ``threshold`` (as ``compare``), ``explained_view``, ``out`` (the PNG, written atomically) when asked; Grad-CAM:
     ``explained_score`` (the raw head score differentiated), ``map_a`` / ``map_b`` (each image as displayed)."""
     from painterid.core.io import check_config_match
-    from painterid.embed.embedding import embedder_for
-    from painterid.embed.images import ViewTransform, load_image
+    from painterid.embedding.embedder import embedder_for
+    from painterid.embedding.images import ViewTransform, load_image
     from painterid.scoring.loading import single_model
 
     if cam not in CAMS:

@@ -81,7 +81,7 @@ def open_set_calibration(vectors: np.ndarray, artists: list[str], seed: int = 0)
 def build_index(data_or_store, out: str | Path, embedding=None, kind: str = "auto", n_subcentres: int = 1,
                 seed: int = 0, store_dir=None, progress=None, runtime: str | None = None):
     """Embed DATA (or read STORE), build an ArtistIndex with an open-set threshold, save it to `out`."""
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.tasks.index import ArtistIndex
 
     lab = labelled(data_or_store, embedding, store_dir=store_dir, progress=progress, runtime=runtime)

@@ -64,7 +64,7 @@ def fit_sets(model_dir: str | Path, data_or_store: str | Path, ks: Sequence[int]
              default: str = "mean", aggregates: Sequence[str] = CALIBRATED, artists: Sequence[str] | None = None,
              store_dir=None, progress=None, device=None):
     """Fit and write MODEL/sets.json from DATA|STORE; returns (SetCalibration, out-of-fold measures per K)."""
-    from painterid.embed.pipeline import labelled
+    from painterid.embedding.pipeline import labelled
     from painterid.evaluation.sets import k_metrics
     from painterid.scoring.loading import single_model
     from painterid.scoring.setcal import fit_set_calibration

@@ -111,7 +111,7 @@ def embed_images(files: dict[str, Path], embedding: dict, store_dir: str | Path,
 
     Returns ({name: vector}, failures); the backbone is loaded only when something is missing. `base_dir` is the
     model directory (a relative weights file of `embedding` lives there)."""
-    from painterid.embed.embedding import embed_dataset, embedder_for
+    from painterid.embedding.embedder import embed_dataset, embedder_for
     from painterid.store.feature_store import FeatureStore
 
     store = FeatureStore.create_or_open(store_dir, embedding)
@@ -154,7 +154,7 @@ def prepare_submission(data: str | Path, model, pairs: str | Path | None = None,
     """Read the image names of the pairs file and embed those images (cached); `model` is a PairModel or a path.
 
     `data` is the Kaggle folder (images in test/ and train/); `pairs` defaults to DATA/submission_info.csv."""
-    from painterid.embed.pipeline import default_store_dir
+    from painterid.embedding.pipeline import default_store_dir
     from painterid.scoring.loading import single_model
 
     data = Path(data)

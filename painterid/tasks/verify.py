@@ -217,7 +217,7 @@ def _references(references, index_dir, artist, model, runtime, device, recursive
 
 def _patch_reader(model, device):
     """patches(questioned path, reference paths) -> ([1, P, D], [K, P, D]) grid patches (needs torch)."""
-    from painterid.embed.patches import PatchSource
+    from painterid.embedding.patches import PatchSource
     from painterid.store.feature_store import file_sha256
 
     def read(q: Path, refs: list[Path]):

@@ -2,7 +2,7 @@
 of fused models, fine-tuning the backbone from image files, the Trainer loop and training curves, and
 `painterid benchmark` (benchmark: encoders compared by the models trained on them).
 
-May import: painterid.evaluation, painterid.scoring, painterid.embed, painterid.store, painterid.data,
+May import: painterid.evaluation, painterid.scoring, painterid.embedding, painterid.store, painterid.data,
 painterid.core; never painterid.tasks or painterid.cli."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from painterid.data.splits import training_split
-from painterid.embed.pipeline import Labelled
+from painterid.embedding.pipeline import Labelled
 from painterid.scoring.methods import IMAGE_METHODS, LOSS_REGISTRY, METRIC_LOSSES
 from painterid.training.curves import curves_png
 from painterid.training.finetune import train_from_images

@@ -19,9 +19,9 @@ import numpy as np
 
 from painterid.core.defaults import DEFAULT_VIEW
 from painterid.core.errors import PainterIDError
-from painterid.embed.embedding import Embedder, EmbeddingConfig
-from painterid.embed.pipeline import labelled
-from painterid.embed.weights import ensure_weights
+from painterid.embedding.embedder import Embedder, EmbeddingConfig
+from painterid.embedding.pipeline import labelled
+from painterid.embedding.weights import ensure_weights
 from painterid.evaluation.protocols import folds, mean_std, metrics, test_pairs
 from painterid.training.fit import TrainOptions, fit
 

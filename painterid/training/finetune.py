@@ -44,9 +44,9 @@ from painterid.core.errors import DataError, ImageError, PainterIDError
 from painterid.data.datasets import discover
 from painterid.data.pairs import balanced_pairs
 from painterid.data.splits import training_split
-from painterid.embed.embedding import Embedder, EmbeddingConfig, pick_device
-from painterid.embed.features import model_input_size
-from painterid.embed.images import VIEW_COMBINE
+from painterid.embedding.embedder import Embedder, EmbeddingConfig, pick_device
+from painterid.embedding.features import model_input_size
+from painterid.embedding.images import VIEW_COMBINE
 from painterid.scoring.methods import IMAGE_METHODS, METHOD_REGISTRY
 from painterid.scoring.metrics import roc_auc
 from painterid.scoring.model import BACKBONE_FILE, PairModel
@@ -137,7 +137,7 @@ def _augment(data_config: dict):
     """Train-time views: a random resized crop of the painting at the backbone's input size, a random flip."""
     from torchvision.transforms import v2
 
-    from painterid.embed.images import interpolation_mode
+    from painterid.embedding.images import interpolation_mode
 
     _, h, w = (int(v) for v in data_config["input_size"])
     return v2.Compose([
@@ -161,7 +161,7 @@ class _Augmented(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, k: int):
-        from painterid.embed.images import load_image
+        from painterid.embedding.images import load_image
 
         try:
             return k, [self.transform(load_image(self.files[int(i)])) for i in self.items[k]]
@@ -367,7 +367,7 @@ def _prepare(dataset, tmp: str, opts: TrainOptions, method, embedding: Embedding
     if method.random_init:  # the seeded random initialisation, as a file the Embedder loads like any weights
         from safetensors.torch import save_file
 
-        from painterid.embed.factory import create_backbone
+        from painterid.embedding.factory import create_backbone
 
         init, _ = create_backbone(embedding.backbone, pretrained=False)
         save_file(_plain(init.state_dict()), str(Path(tmp) / "init.safetensors"))

@@ -255,7 +255,7 @@ def fit(train_x: np.ndarray, train_artists: list[str], val_x: np.ndarray, val_ar
     `trained_head` = (head, constructor params): a head already trained elsewhere (finetune, cnn: training.finetune,
     end to end from pixels); it is not trained again, only given its normaliser (the score step of the chain:
     CSLS or none), calibration and threshold.
-    `patches` (a painterid.embed.patches.PatchSource: sha256s -> per-patch vectors) is what a `selfsup` step is trained
+    `patches` (a painterid.embedding.patches.PatchSource: sha256s -> per-patch vectors) is what a `selfsup` step is trained
     on: the patches of the cohort (`cohort_hashes`, default the training paintings picked as the cohort).
     """
     vpairs = balanced_pairs(list(val_artists), seed=opts.seed)

@@ -15,7 +15,7 @@ import numpy as np
 
 from painterid.data.pairs import balanced_pairs
 from painterid.data.splits import split_indices, training_split
-from painterid.embed.pipeline import Labelled, aligned
+from painterid.embedding.pipeline import Labelled, aligned
 from painterid.scoring.calibration import Calibrator
 from painterid.scoring.fusion import FusedModel, choose_weights, embedding_cost, fused_scores
 from painterid.scoring.metrics import best_threshold, roc_auc

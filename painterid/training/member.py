@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from painterid.core.errors import DataError
-from painterid.embed.pipeline import Labelled
+from painterid.embedding.pipeline import Labelled
 from painterid.training.fit import TrainOptions, fit
 
 # learning rate × hidden width tried by `train --tune`
@@ -44,10 +44,10 @@ def fit_member(data: Labelled, split: dict, opts: TrainOptions, log=None, tune: 
 
 
 def _patch_source(normaliser: str, data: Labelled, cohort: list | None):
-    """The per-patch vectors a `selfsup` step is trained on (painterid.embed.patches), when a candidate chain has one."""
+    """The per-patch vectors a `selfsup` step is trained on (painterid.embedding.patches), when a candidate chain has one."""
     if "selfsup" not in (normaliser or ""):
         return None
-    from painterid.embed.patches import PatchSource
+    from painterid.embedding.patches import PatchSource
 
     return PatchSource.of(data, *[c for c, _ in cohort or []])
 

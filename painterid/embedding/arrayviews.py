@@ -1,11 +1,11 @@
-"""The views of :class:`painterid.embed.images.ViewTransform` with Pillow and numpy only (no torch, no torchvision).
+"""The views of :class:`painterid.embedding.images.ViewTransform` with Pillow and numpy only (no torch, no torchvision).
 
 ``ArrayViews(view, data_config, n_patches)(image)`` gives the float32 array ``[V, 3, H, W]`` that
 ``ViewTransform`` gives as a tensor.  torchvision's functional ops on a PIL image are Pillow calls
 (``Image.resize`` with the same filter, ``Image.crop``), so the geometry here is the same Pillow calls with the
 same output sizes (torchvision's size rules copied below), and the normalisation is the same float32 arithmetic:
 the arrays are equal to the tensors (tests/test_onnx_runtime.py checks it on every view).  The ONNX Runtime
-embedder (:mod:`painterid.embed.runtime`) uses it so that `compare` never imports torch.
+embedder (:mod:`painterid.embedding.runtime`) uses it so that `compare` never imports torch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from painterid.embed.images import VIEW_COMBINE, VIEWS, patch_grid, view_crops
+from painterid.embedding.images import VIEW_COMBINE, VIEWS, patch_grid, view_crops
 
 __all__ = ["ArrayViews", "PIL_FILTERS"]
 

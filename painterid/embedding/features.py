@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from painterid.core.errors import PainterIDError
-from painterid.embed.pools import POOL_REGISTRY, POOLS, Pool
+from painterid.embedding.pools import POOL_REGISTRY, POOLS, Pool
 
 __all__ = ["POOLS", "POOL_REGISTRY", "Pool", "FeatureExtractor", "channel_stats", "signed_sqrt"]
 

@@ -110,8 +110,8 @@ def embed_data_distributed(data: str | Path, embedder, store_dir: str | Path, en
     """
     from painterid.core.errors import PainterIDError
     from painterid.data.datasets import discover
-    from painterid.embed.embedding import embed_dataset
-    from painterid.embed.pipeline import embed_data
+    from painterid.embedding.embedder import embed_dataset
+    from painterid.embedding.pipeline import embed_data
     from painterid.store.feature_store import FeatureStore
 
     env = env or DistEnv.from_env()

@@ -1,7 +1,7 @@
 """Where a backbone's weights come from: looked for, fetched on first use, identified by their SHA-256, read.
 
-Every backbone is a :class:`~painterid.embed.backbones.BackboneSpec`; its model is built by
-:func:`painterid.embed.factory.create_backbone`.  Weights are looked for, in order:
+Every backbone is a :class:`~painterid.embedding.backbones.BackboneSpec`; its model is built by
+:func:`painterid.embedding.factory.create_backbone`.  Weights are looked for, in order:
 
 1. ``weights=FILE`` given by the user (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with
    ``torch.load(weights_only=True)``, so a pickle that would run code is refused);
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from painterid.core.errors import WeightsUnavailable
-from painterid.embed.backbones import BackboneSpec, get_spec
+from painterid.embedding.backbones import BackboneSpec, get_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

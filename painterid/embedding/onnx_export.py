@@ -1,6 +1,6 @@
-"""Export a backbone plus its pooling to ONNX, once, for the fast CPU path (:mod:`painterid.embed.runtime`).
+"""Export a backbone plus its pooling to ONNX, once, for the fast CPU path (:mod:`painterid.embedding.runtime`).
 
-This is the one place that needs torch for ONNX: it builds the same :class:`~painterid.embed.embedding.Embedder` the
+This is the one place that needs torch for ONNX: it builds the same :class:`~painterid.embedding.embedder.Embedder` the
 torch path uses, traces its ``FeatureExtractor`` (backbone + pooling, ``[N, 3, H, W] -> [N, dim]``, N dynamic,
 H x W the embedding's fixed input size) with torch's TorchScript-based exporter, which needs only the ``onnx``
 package (the newer ``dynamo=True`` exporter also needs ``onnxscript``), then checks the exported graph under
@@ -40,7 +40,7 @@ def export(fingerprint: dict, base_dir: str | os.PathLike | None, onnx_path: Pat
     import torch
 
     from painterid.core.io import atomic_write_text
-    from painterid.embed.embedding import Embedder, config_from_fingerprint
+    from painterid.embedding.embedder import Embedder, config_from_fingerprint
 
     embedder = Embedder(config_from_fingerprint(fingerprint, base_dir), device="cpu", num_workers=0)
     if announce is not None:

@@ -13,11 +13,10 @@ import numpy as np
 
 from painterid.core.errors import DataError
 from painterid.core.io import check_config_match
-from painterid.core.locations import cache_dir  # noqa: F401 (re-exported: painterid.embed.pipeline.cache_dir)
+from painterid.core.locations import cache_dir  # noqa: F401 (re-exported: painterid.embedding.pipeline.cache_dir)
 from painterid.data.datasets import Dataset, discover
-from painterid.embed.embedding import Embedder, EmbeddingConfig, embed_dataset
+from painterid.embedding.embedder import Embedder, EmbeddingConfig, embed_dataset
 from painterid.store.feature_store import FeatureStore
-
 
 #: Not part of a cache store's name: the version, the dimension, and what the backbone name and weights id already
 #: imply (recorded since "bring your own encoder"; left out so that stores made before stay found).
@@ -61,9 +60,9 @@ def embed_data(data: str | Path, embedder: Embedder, store_dir: str | Path | Non
 def data_embedder(embedding: dict | EmbeddingConfig | None = None, base_dir: str | Path | None = None, device=None,
                   runtime: str | None = None, batch_size: int = 16, num_workers: int | None = None):
     """The embedder of an EmbeddingConfig or of an artefact's fingerprint dict on ``runtime`` (auto | onnx | torch:
-    painterid.embed.runtime.make_embedder, the choice `compare` makes too); a fingerprint this machine's backbone
+    painterid.embedding.runtime.make_embedder, the choice `compare` makes too); a fingerprint this machine's backbone
     would not reproduce is refused."""
-    from painterid.embed.runtime import export_request, make_embedder, request_from_fingerprint
+    from painterid.embedding.runtime import export_request, make_embedder, request_from_fingerprint
 
     if isinstance(embedding, dict):
         request = request_from_fingerprint(embedding, base_dir)

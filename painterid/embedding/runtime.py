@@ -1,13 +1,13 @@
 """Which runtime embeds images: ONNX Runtime on CPU (numpy + Pillow, torch never imported) or torch.
 
 ``make_embedder(...)`` is what every embedding command calls (`compare`, `identify`, `embed`, and through
-:func:`painterid.embed.pipeline.data_embedder` `index build`, `evaluate`, `train`, `cohort set`, `calibrate`).
+:func:`painterid.embedding.pipeline.data_embedder` `index build`, `evaluate`, `train`, `cohort set`, `calibrate`).
 ``runtime``:
 
-* ``torch``: :class:`painterid.embed.embedding.Embedder` (training, CUDA, any backbone);
+* ``torch``: :class:`painterid.embedding.embedder.Embedder` (training, CUDA, any backbone);
 * ``onnx``: :class:`OnnxEmbedder`: the backbone plus pooling exported once to ONNX
-  (:mod:`painterid.embed.onnx_export`, which needs torch that one time), then run by ONNX Runtime with the views made
-  by :class:`painterid.embed.arrayviews.ArrayViews`; an error when onnxruntime is missing or the backbone does not export;
+  (:mod:`painterid.embedding.onnx_export`, which needs torch that one time), then run by ONNX Runtime with the views made
+  by :class:`painterid.embedding.arrayviews.ArrayViews`; an error when onnxruntime is missing or the backbone does not export;
 * ``auto`` (the default, or ``$PAINTERID_RUNTIME``): ``onnx`` on CPU when onnxruntime is installed
   (``pip install 'painterid[fast]'``) and the export exists or can be made, else ``torch``.  On a machine with an
   NVIDIA GPU and no explicit ``device="cpu"``, auto keeps torch (CUDA).
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from painterid.core.errors import ImageError, PainterIDError
-from painterid.embed.base import EmbedsFiles
+from painterid.embedding.base import EmbedsFiles
 
 RUNTIMES = ("auto", "onnx", "torch")
 EXPORT_FORMAT = 1
@@ -108,7 +108,7 @@ def request_from_fingerprint(fp: dict, base_dir: str | os.PathLike | None = None
 
 def export_key(request: dict, weights_id: str) -> str:
     """Hash of what makes the vectors (with this machine's weights id) and of the export format."""
-    from painterid.embed.onnx_export import OPSET
+    from painterid.embedding.onnx_export import OPSET
 
     fields = {k: request[k] for k in ("backbone", "view", "pool", "n_patches", "input_size")}
     blob = json.dumps({**fields, "weights_id": weights_id, "format": EXPORT_FORMAT, "opset": OPSET}, sort_keys=True)
@@ -122,8 +122,8 @@ def _say(msg: str) -> None:
 def ensure_export(request: dict, export: bool = True) -> tuple[Path, dict]:
     """(onnx file, record) of an export for ``request``, exporting it now (with torch) when it is missing."""
     from painterid.core.io import atomic_write_text
-    from painterid.embed.weights import weights_id
-    from painterid.embed.onnx_export import ExportError
+    from painterid.embedding.onnx_export import ExportError
+    from painterid.embedding.weights import weights_id
 
     wid = weights_id(request["backbone"], request["weights"])
     key = export_key(request, wid)
@@ -144,7 +144,7 @@ def ensure_export(request: dict, export: bool = True) -> tuple[Path, dict]:
         raise OnnxUnavailable("the first use exports the backbone to ONNX, which needs torch and onnx installed")
     root.mkdir(parents=True, exist_ok=True)
     try:
-        from painterid.embed.onnx_export import export
+        from painterid.embedding.onnx_export import export
 
         record = export(_fingerprint_stub(request), None, onnx_path, record_path,
                         {"key": key, "request": request, "weights_id": wid, "format": EXPORT_FORMAT},
@@ -195,7 +195,7 @@ class OnnxEmbedder(EmbedsFiles):
     def __init__(self, onnx_path: Path, record: dict, batch_size: int = 16, threads: int | None = None):
         import onnxruntime as ort
 
-        from painterid.embed.arrayviews import ArrayViews
+        from painterid.embedding.arrayviews import ArrayViews
 
         self.record = record
         self.fingerprint = dict(record["fingerprint"])
@@ -240,7 +240,7 @@ class OnnxEmbedder(EmbedsFiles):
         return self.embed_views(np.stack([self.views(im) for im in images]))
 
     def _decode(self, path) -> tuple[np.ndarray | None, str]:
-        from painterid.embed.images import load_image
+        from painterid.embedding.images import load_image
 
         try:
             return self.views(load_image(path)), ""
@@ -304,7 +304,7 @@ def make_embedder(request: dict, device: str | None = None, runtime: str | None 
                 reason = str(exc)
         if choice == "onnx":
             raise OnnxUnavailable(f"--runtime onnx: {reason}")
-    from painterid.embed.embedding import Embedder, EmbeddingConfig
+    from painterid.embedding.embedder import Embedder, EmbeddingConfig
 
     config = EmbeddingConfig(backbone=request["backbone"], view=request["view"], pool=request["pool"],
                              n_patches=request["n_patches"] or 8, weights=request["weights"],
@@ -317,12 +317,12 @@ def make_embedder(request: dict, device: str | None = None, runtime: str | None 
 def default_request() -> dict:
     """The export request of the shipped default embedding."""
     from painterid.core.defaults import DEFAULT_BACKBONE, DEFAULT_VIEW
-    from painterid.embed.backbones import default_pool
+    from painterid.embedding.backbones import default_pool
 
     return export_request(DEFAULT_BACKBONE, DEFAULT_VIEW, default_pool(DEFAULT_BACKBONE), 8, None, None)
 
 
-if __name__ == "__main__":  # `python -m painterid.embed.runtime`: export the default now (make setup does)
+if __name__ == "__main__":  # `python -m painterid.embedding.runtime`: export the default now (make setup does)
     try:
         path, rec = ensure_export(default_request())
     except PainterIDError as exc:

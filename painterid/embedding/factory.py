@@ -1,5 +1,5 @@
 """`create_backbone`: the one factory. A backbone of the registry built with timm and loaded with its weights
-(:mod:`painterid.embed.weights`), with the data config timm derives from the model; `describe` without weights.
+(:mod:`painterid.embedding.weights`), with the data config timm derives from the model; `describe` without weights.
 """
 
 from __future__ import annotations
@@ -11,9 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from painterid.core.errors import PainterIDError, WeightsUnavailable
-from painterid.embed.backbones import BackboneSpec, get_spec
-from painterid.embed.weights import (WeightsSource, _first_line, _map_state_dict, _missing, _read_state_dict,
-                                     fetch_weights, find_weights, hub_model_config)
+from painterid.embedding.backbones import BackboneSpec, get_spec
+from painterid.embedding.weights import (
+    WeightsSource,
+    _first_line,
+    _map_state_dict,
+    _missing,
+    _read_state_dict,
+    fetch_weights,
+    find_weights,
+    hub_model_config,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

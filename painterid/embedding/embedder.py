@@ -13,13 +13,13 @@ import numpy as np
 from painterid.core.defaults import DEFAULT_BACKBONE, DEFAULT_VIEW  # noqa: F401 (re-exported)
 from painterid.core.errors import ImageError
 from painterid.core.version import __version__
-from painterid.embed.base import EmbedsFiles
+from painterid.embedding.base import EmbedsFiles
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 # torch is imported inside the functions that run it: this module (EmbeddingConfig, embed_dataset) also serves
-# the ONNX Runtime path (painterid.embed.runtime), which must not import torch.
+# the ONNX Runtime path (painterid.embedding.runtime), which must not import torch.
 
 
 def default_backbone() -> str:
@@ -40,7 +40,7 @@ class EmbeddingConfig:
 
     def __post_init__(self):
         if self.pool is None:
-            from painterid.embed.backbones import default_pool
+            from painterid.embedding.backbones import default_pool
 
             object.__setattr__(self, "pool", default_pool(self.backbone))
 
@@ -114,7 +114,7 @@ class _FileViews:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from painterid.embed.images import load_image
+        from painterid.embedding.images import load_image
 
         try:
             return i, self.transform(load_image(self.paths[i])), ""
@@ -141,11 +141,11 @@ class Embedder(EmbedsFiles):
                  batch_size: int = 16, num_workers: int | None = None):
         import torch
 
-        from painterid.embed.factory import create_backbone_at, timm_record
-        from painterid.embed.backbones import get_spec
-        from painterid.embed.weights import weights_id, weights_sha256
-        from painterid.embed.features import FeatureExtractor
-        from painterid.embed.images import VIEW_COMBINE, ViewTransform
+        from painterid.embedding.backbones import get_spec
+        from painterid.embedding.factory import create_backbone_at, timm_record
+        from painterid.embedding.features import FeatureExtractor
+        from painterid.embedding.images import VIEW_COMBINE, ViewTransform
+        from painterid.embedding.weights import weights_id, weights_sha256
 
         self.config = config
         self.device = pick_device(str(device) if device else None)

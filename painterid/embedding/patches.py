@@ -63,8 +63,8 @@ def patch_vectors(embedder, path: str | os.PathLike, extra: int, rng: np.random.
                   fingerprint: Mapping | None = None) -> np.ndarray:
     """[n_patches + extra, D] L2-normalised vectors of one painting: its grid patches first, then random crops, in
     one forward pass of `embedder` (torch or ONNX Runtime: anything with `view_vectors`)."""
-    from painterid.embed.arrayviews import ArrayViews
-    from painterid.embed.images import load_image
+    from painterid.embedding.arrayviews import ArrayViews
+    from painterid.embedding.images import load_image
 
     fp = fingerprint or embedder.fingerprint
     views = ArrayViews("patches", data_config_of(fp), n_patches=fp.get("n_patches") or 8)
@@ -131,7 +131,7 @@ class PatchSource:
     def _get_embedder(self):
         """The fast path: ONNX Runtime on CPU where it serves (runtime.make_embedder), else torch."""
         if self._embedder is None:
-            from painterid.embed.runtime import make_embedder, request_from_fingerprint
+            from painterid.embedding.runtime import make_embedder, request_from_fingerprint
 
             self._embedder = make_embedder(request_from_fingerprint(self.embedding, self.base_dir),
                                            device=self.device)
@@ -157,7 +157,7 @@ class CapturingEmbedder:
         self.runtime = getattr(base, "runtime", None)
         self.device = getattr(base, "device", "cpu")
         self.n_grid = int(self.source.embedding.get("n_patches") or 8)
-        from painterid.embed.arrayviews import ArrayViews
+        from painterid.embedding.arrayviews import ArrayViews
 
         self.views = ArrayViews("patches", data_config_of(source.embedding), n_patches=self.n_grid)
 
@@ -168,7 +168,7 @@ class CapturingEmbedder:
     def _cut(self, path: str):
         """(sha256, crops [n + extra, 3, H, W]) of one file, or (None, message) when it cannot be read."""
         from painterid.core.errors import ImageError
-        from painterid.embed.images import load_image
+        from painterid.embedding.images import load_image
         from painterid.store.feature_store import file_sha256
 
         try:
@@ -216,7 +216,7 @@ def grid_patches(embedder, fingerprint: Mapping, img):
     """The `patches` view of one image as the model sees it: (the resized image the patches are cut from,
     [(top, left)] of each grid patch, [n_patches, D] L2-normalised patch vectors). The L2 of the mean of the
     vectors is the painting's embedding (the `patches` view's combine). Either runtime (torch or ONNX)."""
-    from painterid.embed.arrayviews import ArrayViews
+    from painterid.embedding.arrayviews import ArrayViews
 
     if fingerprint.get("view") != "patches":
         raise DataError(f"the patches a model compared exist for the `patches` view only; this model's view is "

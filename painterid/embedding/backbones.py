@@ -1,6 +1,6 @@
 """The one registry of backbones: what each named backbone is (timm architecture, input size, pooling by default)
 and where its weights come from (:class:`BackboneSpec`).  Looking for and fetching the weights is
-:mod:`painterid.embed.weights`; building a model is :mod:`painterid.embed.factory`.
+:mod:`painterid.embedding.weights`; building a model is :mod:`painterid.embedding.factory`.
 
 Importing this module is cheap: no torch, no timm.
 """
