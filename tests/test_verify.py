@@ -170,3 +170,17 @@ def test_identify_on_set_evidence_flags_duplicates_and_ranks_the_painter(model, 
     o = r["open_set"]
     assert r["absence_judgeable"] == (o["open_set_auc"] >= OPEN_SET_MIN_AUC)
     assert not r["none_of_these"] or r["absence_judgeable"]  # never "none of these" when absence can't be judged
+
+
+def test_public_api_verify_is_the_task(model, works, tmp_path):
+    """painterid.verify(q, refs) gives the same answer as the task (one dict for one file, a list for a folder)."""
+    import painterid
+
+    a = sorted(works)[0]
+    own = _refs(tmp_path, "own", works[a][1:5])
+    one = painterid.verify(works[a][0], own, model=model, runtime="torch")
+    (task,), _ = verify([works[a][0]], model, references=[own], runtime="torch")
+    assert one == task
+    qs = _refs(tmp_path, "qs", [works[a][0], sorted(works.values())[1][0]])
+    many = painterid.verify(qs, own, model=model, runtime="torch")
+    assert [Path(r["questioned"]).name for r in many] == sorted(p.name for p in qs.iterdir())

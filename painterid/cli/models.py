@@ -75,7 +75,7 @@ def calibrate(
 
     Worth it when the model's mean p on your pairs is far from their base rate (the summary line shows both).
 
-    With a few dozen pairs, a model already calibrated on similar paintings is better left as it is (RESULTS 7)."""
+    With a few dozen pairs, a model already calibrated on similar paintings is better left as it is (docs/RESULTS.md, "Calibration")."""
     from painterid.tasks.calibrate import calibrate as run_calibrate
 
     _refuse_shipped(model, out_dir)

@@ -92,7 +92,7 @@ def train(
     data: Path = typer.Option(..., help="DATA folder or a feature STORE"),
     out_dir: Path = typer.Option(..., "--out", help="model directory to write"),
     method: Method = typer.Option(DEFAULT_METHOD, help=METHOD_REGISTRY.describe() + " (default: the best measured, "
-                                  "docs/RESULTS.md section 7)"),
+                                  "docs/RESULTS.md, 'Which default, and why')"),
     backbone: Optional[str] = typer.Option(None, help="backbone (ignored when --data is a store; cnn: the "
                                            "architecture trained from scratch, default cnn_baseline); a comma "
                                            "list a,b[,c]: a fused model, one member per backbone"),

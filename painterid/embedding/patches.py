@@ -27,7 +27,7 @@ import numpy as np
 
 from painterid.core.errors import DataError
 
-#: random crops per painting beside the grid patches, as measured in docs/RESULTS.md section 7
+#: random crops per painting beside the grid patches, as measured in docs/RESULTS.md, "Which default, and why"
 EXTRA_PATCHES = 24
 #: random crops per painting when `cohort set` refits selfsup on an archive: with the 8 grid patches, one pass of
 #: 12 crops a painting, 1.5x the forward passes of embedding the archive, so that the whole fit stays within

@@ -1,6 +1,8 @@
 """scoring: two vectors to a score, a probability and a verdict. Heads and methods, the normaliser chain and its
 self-supervised projection, the reference cohort, calibration, the PairModel artefact and fused models
-(`loading.load_model` reads either), the score metrics (AUC, EER, thresholds) they are fitted with.
+(`loading.load_model` reads either), the score metrics (AUC, EER, thresholds) they are fitted with, and the
+evidence of several references: set scores (sets), their likelihood-ratio calibration per K (setcal) and the
+forensic measures of it (forensic: Cllr, Tippett plots).
 
 May import: painterid.embedding, painterid.store, painterid.data, painterid.core; never painterid.training.
 Imports are lazy (PEP 562): the CLI reads the method registry at start-up without importing torch."""

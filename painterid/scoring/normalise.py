@@ -240,7 +240,7 @@ class LDA(_Projection):
 class SelfSup(_Projection):
     """A linear projection (D -> `dim`) of the frozen embedding, trained with no artist label on the per-patch
     vectors of the cohort so that patches of one painting score high and of different paintings low
-    (training.selfsup; docs/RESULTS.md section 7). With validation pairs the checkpoint is chosen on them and the
+    (scoring.selfsup; docs/RESULTS.md, "Which default, and why"). With validation pairs the checkpoint is chosen on them and the
     chosen step count is recorded (`steps`), so a refit on another cohort (`cohort set`) trains as long."""
 
     name = "selfsup"

@@ -4,7 +4,7 @@ label so that patches of one painting score high and patches of different painti
 pytorch-metric-learning's SupConLoss (NTXent with every other patch of the same painting a positive), labels =
 painting id; batches of `paintings` paintings x `per_painting` of their patches; Adam. With validation pairs the
 checkpoint (every `eval_every` steps) with the best cosine AUC of the projected validation vectors is kept;
-without, the last step. Settings as measured in docs/RESULTS.md section 7 (bench/selfsup.py): dim 256,
+without, the last step. Settings as measured in docs/RESULTS.md, "Which default, and why" (bench/selfsup.py): dim 256,
 temperature 0.1, lr 1e-3, weight decay 1e-4, 32 paintings x 4 patches, 300 steps.
 """
 

@@ -1,7 +1,7 @@
 """Refit a model's probability and threshold on a user's own labelled pairs (`painterid calibrate`).
 
 A model's p(same artist) (Platt scaling) and threshold are fitted on its validation artists' pairs; on another
-collection they do not carry (docs/RESULTS.md section 7). Here the model is kept as it is (embedding, head,
+collection they do not carry (docs/RESULTS.md, "Calibration"). Here the model is kept as it is (embedding, head,
 normaliser chain, cohort: so its scores and their AUC are unchanged) and only the calibrator and the threshold are
 refitted on pairs of the user's collection, by the same rules as training (`Calibrator.fit`, the accuracy-best
 `best_threshold`). The pairs come from a CSV `image1,image2,same` (paths relative to the CSV's folder, or absolute)

@@ -30,7 +30,7 @@ from painterid.training.trainer import Trainer, optimiser_step, seed_everything
 class TrainOptions:
     """Hyper-parameters of `painterid train` (defaults measured on ../shared/paintings, see docs/RESULTS.md)."""
 
-    method: str = DEFAULT_METHOD  # best mean over both protocols (docs/RESULTS.md section 7)
+    method: str = DEFAULT_METHOD  # best mean over both protocols (docs/RESULTS.md, "Which default, and why")
     max_pairs: int = 200_000
     epochs: int = 40
     lr: float = 1e-3
@@ -45,7 +45,7 @@ class TrainOptions:
     normaliser: str = DEFAULT_CHAIN  # a chain (scoring.normalise), several joined by "|", or auto (best on validation)
     csls_k: int = 10
     cohort_size: int = 4096
-    calibration: str = DEFAULT_CALIBRATION  # scoring.calibration.CALIBRATIONS (docs/RESULTS.md section 7)
+    calibration: str = DEFAULT_CALIBRATION  # scoring.calibration.CALIBRATIONS (docs/RESULTS.md, "Calibration")
     calibration_folds: int = 4
     seed: int = 0
 
