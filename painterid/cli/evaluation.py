@@ -9,21 +9,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from painterid.cli.common import (
-    DEFAULT_MODEL,
-    MODEL_HELP,
-    RUNTIME_HELP,
-    Protocol,
-    Runtime,
-    Split,
-    _device_option,
-    _progress,
-    _report_failures,
-    _value,
-    app,
-    err,
-    out,
-)
+from painterid.cli.common import (DEFAULT_MODEL, MODEL_HELP, RUNTIME_HELP, Protocol, Runtime, Split, _device_option, _progress, _report_failures,
+    _value, app, err, out)
 from painterid.core.defaults import model_path
 from painterid.core.errors import PainterIDError
 from painterid.data.pairs import PROTOCOLS, SPLITS

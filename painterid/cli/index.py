@@ -8,21 +8,8 @@ from typing import Optional
 
 import typer
 
-from painterid.cli.common import (
-    RUNTIME_HELP,
-    IndexKind,
-    Pool,
-    Runtime,
-    View,
-    _embedding_config,
-    _pool_option,
-    _progress,
-    _report_failures,
-    _value,
-    app,
-    err,
-    out,
-)
+from painterid.cli.common import (RUNTIME_HELP, IndexKind, Pool, Runtime, View, _embedding_config, _pool_option, _progress, _report_failures,
+    _value, app, err, out)
 from painterid.core.defaults import DEFAULT_VIEW, model_path
 from painterid.embedding.images import VIEW_REGISTRY
 from painterid.tasks.index_kinds import INDEX_KINDS

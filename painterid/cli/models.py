@@ -7,18 +7,7 @@ from typing import Optional
 
 import typer
 
-from painterid.cli.common import (
-    MODEL_HELP,
-    RUNTIME_HELP,
-    Runtime,
-    _device_option,
-    _progress,
-    _refuse_shipped,
-    _report_failures,
-    _value,
-    app,
-    err,
-)
+from painterid.cli.common import (MODEL_HELP, RUNTIME_HELP, Runtime, _device_option, _progress, _refuse_shipped, _report_failures, _value, app, err)
 from painterid.core.defaults import model_path
 
 cohort_app = typer.Typer(help="The reference cohort a model's normalisers are fitted on.", no_args_is_help=True)

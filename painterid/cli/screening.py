@@ -9,18 +9,7 @@ from typing import Optional
 
 import typer
 
-from painterid.cli.common import (
-    DEFAULT_MODEL,
-    MODEL_HELP,
-    RUNTIME_HELP,
-    OutFormat,
-    Runtime,
-    _device_option,
-    _value,
-    app,
-    err,
-    out,
-)
+from painterid.cli.common import (DEFAULT_MODEL, MODEL_HELP, RUNTIME_HELP, OutFormat, Runtime, _device_option, _value, app, err, out)
 from painterid.core.defaults import model_path
 from painterid.core.errors import PainterIDError
 from painterid.core.registry import choice_enum

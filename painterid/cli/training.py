@@ -7,27 +7,8 @@ from typing import Optional
 
 import typer
 
-from painterid.cli.common import (
-    CALIBRATION_HELP,
-    COHORT_HELP,
-    NORMALISER_HELP,
-    RUNTIME_HELP,
-    Calibration,
-    Loss,
-    Method,
-    Pool,
-    Runtime,
-    View,
-    _device_option,
-    _embedding_config,
-    _pool_option,
-    _progress,
-    _report_failures,
-    _value,
-    app,
-    check_chain,
-    err,
-)
+from painterid.cli.common import (CALIBRATION_HELP, COHORT_HELP, NORMALISER_HELP, RUNTIME_HELP, Calibration, Loss, Method, Pool, Runtime, View,
+    _device_option, _embedding_config, _pool_option, _progress, _report_failures, _value, app, check_chain, err)
 from painterid.core.defaults import DEFAULT_CALIBRATION, DEFAULT_CHAIN, DEFAULT_METHOD, DEFAULT_VIEW
 from painterid.core.errors import PainterIDError
 from painterid.embedding.images import VIEW_REGISTRY

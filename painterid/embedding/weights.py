@@ -313,17 +313,24 @@ def fetch_weights(name: str) -> WeightsSource:
                                  "pass --weights FILE")
     if offline_requested():
         raise _missing(spec)
+    path, label = _fetching(spec, "weights", lambda: _download_hf(repo, revision, names) if repo
+                            else _download_url(url or ""))
+    return WeightsSource("hub", path, _hub_id(label, path), f"downloaded {path}")
+
+
+def _fetching(spec: BackboneSpec, what: str, download):
+    """``download()``, any failure but a WeightsUnavailable (no network, proxy, HTTP error: all the same to the user)
+    turned into one line naming the backbone, where it looked and the command that fetches it."""
     try:
-        path, label = _download_hf(repo, revision, names) if repo else _download_url(url or "")
+        return download()
     except WeightsUnavailable:
         raise
-    except Exception as exc:  # noqa: BLE001 - no network, proxy, HTTP error: all the same to the user
+    except Exception as exc:  # noqa: BLE001
         why = str(exc) if isinstance(exc, _NoNetwork) else _first_line(exc)
         raise WeightsUnavailable(
-            f"cannot fetch the weights of backbone '{spec.name}' ({why}); nothing in "
+            f"cannot fetch the {what} of backbone '{spec.name}' ({why}); nothing in "
             f"{cache_location(spec.name)}; run `{spec.pull_command}` with a network, or pass --weights FILE"
         ) from None
-    return WeightsSource("hub", path, _hub_id(label, path), f"downloaded {path}")
 
 
 def hub_model_config(name: str) -> dict:
@@ -337,16 +344,7 @@ def hub_model_config(name: str) -> dict:
     if path is None:
         if offline_requested():
             raise _missing(spec)
-        try:
-            path, _ = _download_hf(spec.hub_repo, None, ["config.json"])
-        except WeightsUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - no network, proxy, HTTP error: all the same to the user
-            why = str(exc) if isinstance(exc, _NoNetwork) else _first_line(exc)
-            raise WeightsUnavailable(
-                f"cannot fetch the config of backbone '{spec.name}' ({why}); nothing in "
-                f"{cache_location(spec.name)}; run `{spec.pull_command}` with a network, or pass --weights FILE"
-            ) from None
+        path, _ = _fetching(spec, "config", lambda: _download_hf(spec.hub_repo, None, ["config.json"]))
     try:
         cfg = json.loads(Path(path).read_text())
         cfg["architecture"]
