@@ -44,7 +44,10 @@ def timed(cmd: list[str], cache: Path, pythonpath: str) -> tuple[float, list[tup
     second it came at."""
     if cache.exists():
         shutil.rmtree(cache)
-    shutil.copytree(cache_dir() / "onnx", cache / "onnx")
+    if (cache_dir() / "onnx").is_dir():  # the export is not what is timed (absent: the command makes it)
+        shutil.copytree(cache_dir() / "onnx", cache / "onnx")
+    else:
+        cache.mkdir(parents=True)
     env = {**os.environ, "PAINTERID_CACHE": str(cache), "PYTHONPATH": pythonpath}
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
@@ -85,8 +88,8 @@ def main() -> None:
                                   tmp / "cache", here)
             runs.append({"embed_s": round(embed_s, 1), "cohort_set_s": round(cohort_s, 1),
                          "ratio": round(cohort_s / embed_s, 2), **phases(log, cohort_s),
-                         "progress_lines": sum(ln.startswith("embedding: ") for _, ln in log)})
-            print(json.dumps(runs[-1]), flush=True)
+                         "progress_lines": sum(ln.startswith("painterid: embedding ") for _, ln in log)})
+            print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
         before_s = None
         if args.before:
             before_s, _ = timed([*py, "cohort", "set", args.model, str(coll), "--out", str(tmp / "m-before")],

@@ -60,6 +60,10 @@ def _tiny_args(data: Path, out: Path) -> dict[str, list[str]]:
                        "--normalisers", "none", "csls", "--heads", "linear", "--cache", str(out / "selfsup-cache"),
                        "--out", str(out / "selfsup.json")],
         "store_compaction.py": ["30"],
+        "archive_cost.py": ["--data", str(data), "--n", "14", "--repeat", "1", "--out", str(out / "archive.json")],
+        "sets.py": ["--data", str(data), "--protocols", "random", "--seeds", "0", "--ks", "1", "2",
+                    "--aggregates", "mean", "centroid", "--out", str(out / "sets.json")],
+        "verify_speed.py": ["--data", str(REAL), "--rounds", "1", "--out", str(out / "verify-speed.json")],
         "train_epoch.py": ["--n", "300", "--dim", "16", "--artists", "10", "--max-pairs", "2000", "--world", "1"],
     }
 

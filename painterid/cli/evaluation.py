@@ -37,7 +37,6 @@ def evaluate(
     """Table 1 of the seed report for one model: accuracy, precision, recall, F1, ROC AUC, EER per split."""
     from painterid.data.pairs import read_pairs_csv
     from painterid.embedding.pipeline import model_labelled
-    from painterid.evaluation.metrics import METRICS
     from painterid.evaluation.run import coverage_line, evaluate_model
     from painterid.scoring.loading import load_model
 
@@ -65,10 +64,17 @@ def evaluate(
     if as_json:
         out.print_json(json.dumps(result))
         return
+    _print_tables(result, model.name, data, protocol.value, pm.threshold)
+
+
+def _print_tables(result: dict, name: str, data: Path, protocol: str, threshold: float) -> None:
+    """evaluate's tables: all pairs, pairs within one source (when there are several), the set protocol."""
+    from painterid.evaluation.metrics import METRICS
+
     for title, groups in (("all pairs", result["groups"]), ("pairs within one source", result["within_source"])):
         if not groups:
             continue
-        table = Table(title=f"{model.name} on {data} — {title} ({protocol.value}, threshold {pm.threshold:.3f})")
+        table = Table(title=f"{name} on {data} — {title} ({protocol}, threshold {threshold:.3f})")
         table.add_column("split", justify="right")
         for m in METRICS:
             table.add_column(m.label, justify="right")
@@ -77,7 +83,7 @@ def evaluate(
         table.caption = "\n".join(sorted({n for r in groups.values() if r for n in r.get("notes", [])}))
         out.print(table)
     if "sets" in result:
-        out.print(sets_table(result["sets"], model.name))
+        out.print(sets_table(result["sets"], name))
 
 
 def _set_protocol(pm, lab, references: str, seed: int, result: dict) -> dict:
