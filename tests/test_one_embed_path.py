@@ -95,7 +95,7 @@ def test_progress_lines_come_every_few_per_cent_not_every_update(capsys):
 
 
 EMBEDDING_COMMANDS = [["embed"], ["train"], ["evaluate"], ["index", "build"], ["cohort", "set"], ["calibrate"],
-                      ["compare"], ["identify"]]
+                      ["compare"], ["identify"], ["verify"], ["benchmark"]]
 
 
 @pytest.mark.parametrize("command", EMBEDDING_COMMANDS, ids=" ".join)

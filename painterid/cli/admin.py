@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from painterid.cli.common import VIEW_REGISTRY, Pool, View, _pool_option, _progress, _value, app, err, out
+from painterid.cli.common import (RUNTIME_HELP, VIEW_REGISTRY, Pool, Runtime, View, _device_option, _pool_option,
+                                  _progress, _value, app, err, out)
 from painterid.core.defaults import DEFAULT_VIEW
 from painterid.core.errors import PainterIDError
 from painterid.core.version import __version__
@@ -69,13 +70,16 @@ def benchmark(
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON instead of a table"),
     out_json: Optional[Path] = typer.Option(None, "--out", help="also write the JSON result to this file"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="write a PNG bar chart of the AUCs to this file"),
+    device: Optional[str] = _device_option(),
+    runtime: Optional[Runtime] = typer.Option(None, help=RUNTIME_HELP),
 ) -> None:
     """Which encoder serves your paintings best: unseen-artist AUC (default scoring and a trained head), seconds
     per image, dimension and memory of each --backbone, then the commands that make a model of the best."""
     from painterid.cli.admin_glue import show_benchmark
     from painterid.training.benchmark import BenchmarkOptions, parse_weights, run_benchmark
 
-    opts = BenchmarkOptions(view=view.value, pool=_value(pool), seeds=tuple(range(seeds)), epochs=epochs)
+    opts = BenchmarkOptions(view=view.value, pool=_value(pool), seeds=tuple(range(seeds)), epochs=epochs,
+                            runtime=_value(runtime), device=device)
     prog, update = _progress("embedding")
     with prog:
         result = run_benchmark(data, backbone, opts, parse_weights(weights, backbone), progress=update,

@@ -54,7 +54,8 @@ def table(result: dict) -> tuple[list[str], list[list[str]]]:
         if sets:
             cells.append(_fmt((r.get("set_auc_k3") or {}).get("random.default")))
         cells += ["–" if r.get("s_per_image") is None else f"{r['s_per_image']:.3f}", str(r["dim"]),
-                  f"{r['weights_mb']:.1f}", "–" if r.get("rss_mb") is None else f"{r['rss_mb']:.0f}"]
+                  "–" if r.get("weights_mb") is None else f"{r['weights_mb']:.1f}",
+                  "–" if r.get("rss_mb") is None else f"{r['rss_mb']:.0f}"]
         rows.append(cells)
     return head, rows
 

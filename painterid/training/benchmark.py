@@ -19,7 +19,8 @@ import numpy as np
 
 from painterid.core.defaults import DEFAULT_VIEW
 from painterid.core.errors import PainterIDError
-from painterid.embedding.embedder import Embedder, EmbeddingConfig
+from painterid.embedding.embedder import EmbeddingConfig
+from painterid.embedding.pipeline import data_embedder
 from painterid.embedding.pipeline import labelled
 from painterid.embedding.weights import ensure_weights
 from painterid.evaluation.protocols import folds, mean_std, metrics, test_pairs
@@ -41,6 +42,8 @@ class BenchmarkOptions:
     epochs: int = 40
     timing_images: int = 8
     batch_size: int = 16
+    runtime: str | None = None  # auto | onnx | torch (embedding.runtime.make_embedder), as every command
+    device: str | None = None
 
 
 def parse_weights(items: list[str] | None, backbones: list[str]) -> dict[str, str]:
@@ -70,7 +73,16 @@ def _rss_mb() -> float | None:
         return None
 
 
-def measure_encoder(embedder: Embedder, files: list, n: int) -> dict:
+def _weights_mb(embedder) -> float | None:
+    """MiB of the encoder's weights: its parameters (torch) or its ONNX file."""
+    extractor = getattr(embedder, "extractor", None)
+    if extractor is not None:
+        return round(sum(p.numel() * p.element_size() for p in extractor.parameters()) / 2**20, 1)
+    size = (getattr(embedder, "record", None) or {}).get("onnx_bytes")
+    return round(size / 2**20, 1) if size else None
+
+
+def measure_encoder(embedder, files: list, n: int) -> dict:
     """Seconds per image (one image to warm up, then ``n`` images embedded from their files, decoding included),
     dimension, float32 weights in MiB and the process's resident memory after it."""
     files = [f for f in files if Path(f).is_file()][: n + 1]
@@ -80,9 +92,8 @@ def measure_encoder(embedder: Embedder, files: list, n: int) -> dict:
     if len(files) > 1:
         embedder.embed_files(files[1:])
     secs = (time.perf_counter() - t0) / max(1, len(files) - 1)
-    params = sum(p.numel() * p.element_size() for p in embedder.extractor.parameters())
     return {"dim": int(embedder.dim), "s_per_image": round(secs, 4) if len(files) > 1 else None,
-            "weights_mb": round(params / 2**20, 1), "rss_mb": None if (r := _rss_mb()) is None else round(r, 1)}
+            "runtime": getattr(embedder, "runtime", "torch"), "weights_mb": _weights_mb(embedder), "rss_mb": None if (r := _rss_mb()) is None else round(r, 1)}
 
 
 def _scorings(opts: BenchmarkOptions, seed: int) -> dict[str, TrainOptions]:
@@ -121,8 +132,8 @@ def score_encoder(lab, opts: BenchmarkOptions, log=None) -> dict:
 def benchmark_encoder(data: str | Path, backbone: str, opts: BenchmarkOptions, weights: str | None = None,
                       progress=None, log=None) -> dict:
     """One encoder: embedded into its cached store, measured, scored (:func:`score_encoder`)."""
-    embedder = Embedder(EmbeddingConfig(backbone=backbone, view=opts.view, pool=opts.pool, weights=weights), device="cpu",
-                        batch_size=opts.batch_size)
+    config = EmbeddingConfig(backbone=backbone, view=opts.view, pool=opts.pool, weights=weights)
+    embedder = data_embedder(config, device=opts.device, runtime=opts.runtime, batch_size=opts.batch_size)
     lab = labelled(data, embedder, progress=progress)
     if len(set(lab.artists)) < 6:
         raise PainterIDError(f"{data}: {len(set(lab.artists))} artists; the benchmark's artist-disjoint folds need "
