@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 DEFAULT_MODEL = ROOT / "painterid" / "default_model"
 REAL = ROOT.parent / "shared" / "paintings"
-NEEDS_REAL = {"identify.py"}  # its protocol needs the sources of ../shared/paintings
+NEEDS_REAL = {"identify.py", "verify_speed.py"}  # ../shared/paintings: its sources; its paintings
 
 
 def _json_object(text: str) -> bool:
