@@ -21,6 +21,7 @@ from painterid.embedding import weights as weights_mod
 from painterid.embedding.backbones import get_spec
 from painterid.embedding.embedder import Embedder, EmbeddingConfig
 from painterid.embedding.factory import create_backbone
+from tests.hubstub import put_in_hf_cache
 
 CNN, VIT = "timm:test_resnet", "timm:test_vit"
 
@@ -263,17 +264,7 @@ def fake_hub(tmp_path, monkeypatch):
                                                           "std": [0.5] * 3, "crop_pct": 0.9}}))
         else:
             save_file({k: v.contiguous() for k, v in served.items()}, str(src))
-        blob = src.read_bytes()
-        sha = hashlib.sha256(blob).hexdigest()
-        root = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
-        (root / "blobs").mkdir(parents=True, exist_ok=True)
-        (root / "blobs" / sha).write_bytes(blob)
-        (root / "refs").mkdir(exist_ok=True)
-        (root / "refs" / "main").write_text("c0ffee")
-        snap = root / "snapshots" / "c0ffee" / filename
-        snap.parent.mkdir(parents=True, exist_ok=True)
-        snap.symlink_to(Path("../../blobs") / sha)
-        return str(snap)
+        return put_in_hf_cache(cache_dir, repo_id, filename, src.read_bytes())
 
     monkeypatch.setattr("huggingface_hub.hf_hub_download", download)
     return calls, served

@@ -18,6 +18,7 @@ from painterid.embedding import backbones, factory, weights
 from painterid.embedding.backbones import BackboneSpec
 from painterid.embedding.factory import create_backbone
 from painterid.embedding.weights import fetch_weights, weights_id, weights_status
+from tests.hubstub import put_in_hf_cache
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = BackboneSpec(name="tiny_hub", timm_name="resnet10t.c3_in1k", source="hub", imagenet_classifier=True,
@@ -47,17 +48,7 @@ def hub(tmp_path, monkeypatch):
             FakeHub.calls.append((repo_id, filename, revision, Path(cache_dir)))
             blob_src = tmp_path / "upload.safetensors"
             save_file(FakeHub.weights, str(blob_src))
-            data = blob_src.read_bytes()
-            sha = hashlib.sha256(data).hexdigest()
-            root = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
-            (root / "blobs").mkdir(parents=True, exist_ok=True)
-            (root / "blobs" / sha).write_bytes(data)
-            (root / "refs").mkdir(exist_ok=True)
-            (root / "refs" / "main").write_text("c0ffee")
-            snap = root / "snapshots" / "c0ffee" / filename
-            snap.parent.mkdir(parents=True, exist_ok=True)
-            snap.symlink_to(Path("../../blobs") / sha)
-            return str(snap)
+            return put_in_hf_cache(cache_dir, repo_id, filename, blob_src.read_bytes())
 
     monkeypatch.setattr("huggingface_hub.hf_hub_download", FakeHub.download)
     return FakeHub
